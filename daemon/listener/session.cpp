@@ -1,0 +1,750 @@
+// The per-connection request loop: strict head parsing, routing, token injection, streaming
+// relay in both directions, and every error of the proxy's own answered per INTERFACE.md.
+#include "listener/session.hpp"
+
+#include <array>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "admin/metrics.hpp"
+#include "common/error.hpp"
+#include "log/logging.hpp"
+
+namespace msiproxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using steady = std::chrono::steady_clock;
+using asio::experimental::awaitable_operators::operator&&;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t relay_chunk = 16 * 1024;
+
+using request_parser = http::request_parser<http::buffer_body>;
+using response_parser = http::response_parser<http::buffer_body>;
+
+bool iequals(std::string_view a, std::string_view b) { return beast::iequals(a, b); }
+
+// RFC 8941 sf-string content: printable ASCII, with '"' and '\' escaped.
+std::string sf_string(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += (c >= 0x20 && c < 0x7f) ? c : '?';
+    }
+    return out;
+}
+
+// Removes the hop-by-hop headers of RFC 9110 section 7.6.1, including those named in Connection.
+template <class Fields>
+void strip_hop_by_hop(Fields& f) {
+    std::vector<std::string> named;
+    for (auto it = f.find(http::field::connection); it != f.end() && it->name() == http::field::connection;
+         ++it) {
+        for (auto token : http::token_list(it->value())) named.emplace_back(token);
+    }
+    for (const auto& n : named) f.erase(n);
+    for (auto fld : {http::field::connection, http::field::proxy_connection, http::field::keep_alive,
+                     http::field::te, http::field::trailer, http::field::upgrade,
+                     http::field::proxy_authorization, http::field::proxy_authenticate}) {
+        f.erase(fld);
+    }
+}
+
+// The request head's raw text, before Beast parses it: RFC 9112 forbids obs-fold (a line
+// starting with whitespace) in requests and requires CRLF line ends; a proxy that let either
+// through could disagree with the upstream about where headers or messages end.
+bool raw_head_is_clean(std::string_view head) {
+    std::size_t pos = head.find('\n');
+    while (pos != std::string_view::npos && pos + 1 < head.size()) {
+        if (pos == 0 || head[pos - 1] != '\r') return false;
+        char next = head[pos + 1];
+        if (next == ' ' || next == '\t') return false;
+        pos = head.find('\n', pos + 1);
+    }
+    return true;
+}
+
+struct target_info {
+    bool absolute = false;  // absolute-form (forward proxy)
+    bool tls = false;       // absolute-form https://
+    std::string host;       // lower-case, no brackets
+    std::uint16_t port = 80;
+    std::string authority;  // as the client wrote it (absolute-form) or the Host header
+    std::string path;       // origin-form path + query, starts with '/'
+};
+
+class session final : public session_handle {
+public:
+    session(tcp::socket socket, worker_context& ctx)
+        : ctx_(ctx), client_(std::move(socket)), buf_(ctx.current->cfg.proxy.max_header_bytes + relay_chunk) {
+        error_code ec;
+        auto ep = client_.socket().remote_endpoint(ec);
+        if (!ec) peer_ = ep.address().to_string() + ':' + std::to_string(ep.port());
+        client_.socket().set_option(tcp::no_delay(true), ec);
+        ctx_.sessions.insert(this);
+        if (ctx_.stats) ctx_.stats->connection_opened();
+    }
+    ~session() override {
+        ctx_.sessions.erase(this);
+        if (ctx_.stats) ctx_.stats->connection_closed();
+    }
+
+    void drain() override {
+        draining_ = true;
+        if (idle_) close_client();
+    }
+    void abort() override {
+        draining_ = true;
+        close_client();
+        if (upstream_) {
+            error_code ec;
+            upstream_->tcp().socket().close(ec);
+        }
+    }
+
+    asio::awaitable<void> run();
+
+private:
+    // Per-request state, reset by each iteration of the loop.
+    struct exchange_state {
+        std::shared_ptr<const runtime> rt;
+        const route* matched = nullptr;
+        std::string method;
+        std::string host;
+        std::string path;  // without query, for the access log
+        unsigned status = 0;
+        std::uint64_t bytes_in = 0;
+        std::uint64_t bytes_out = 0;
+        steady::time_point start{};
+        double upstream_seconds = 0;
+        std::string_view proxy_error;
+        bool head_sent = false;       // the response head went out: no error reply possible
+        bool close_after = false;     // close the client connection after this exchange
+    };
+
+    void close_client() {
+        error_code ec;
+        client_.socket().shutdown(tcp::socket::shutdown_both, ec);
+        client_.socket().close(ec);
+    }
+
+    enum class head_result { ok, closed, timeout, too_large, bad };
+    asio::awaitable<head_result> read_head(request_parser& p, bool first);
+
+    asio::awaitable<void> send_error(exchange_state& x, errc e, std::string message,
+                                     std::string details = {}, unsigned retry_after = 0);
+    asio::awaitable<void> send_raw(std::string_view bytes);
+
+    bool parse_target(const request_parser& p, target_info& t, std::string& why);
+    asio::awaitable<void> handle(request_parser& p, exchange_state& x);
+    asio::awaitable<void> handle_connect(request_parser& p, exchange_state& x);
+    asio::awaitable<void> forward(request_parser& p, exchange_state& x, const upstream_endpoint& ep,
+                                  const destination_policy& policy);
+    template <class Stream>
+    asio::awaitable<error_code> relay(Stream& up, upstream_connection& conn, request_parser& p,
+                                      exchange_state& x, bool& retry_ok);
+    void finish(exchange_state& x);
+
+    worker_context& ctx_;
+    beast::tcp_stream client_;
+    beast::flat_buffer buf_;
+    std::string peer_;
+    bool idle_ = true;
+    bool draining_ = false;
+    upstream_connection* upstream_ = nullptr;
+    std::array<char, relay_chunk> chunk_{};
+};
+
+asio::awaitable<session::head_result> session::read_head(request_parser& p, bool first) {
+    const auto& pc = ctx_.current->cfg.proxy;
+    const std::size_t limit = pc.max_header_bytes;
+    std::size_t scanned = 0;
+    bool started = buf_.size() > 0;
+    client_.expires_after(first || started ? pc.header_timeout : pc.idle_timeout);
+    for (;;) {
+        auto data = std::string_view(static_cast<const char*>(buf_.data().data()), buf_.size());
+        // RFC 9112 section 2.2: ignore empty lines before the request line.
+        std::size_t lead = 0;
+        while (lead + 1 < data.size() && data[lead] == '\r' && data[lead + 1] == '\n') lead += 2;
+        if (lead > 0) {
+            buf_.consume(lead);
+            continue;
+        }
+        // The head ends at the first empty line; a bare LF is rejected in raw_head_is_clean.
+        std::size_t from = scanned > 3 ? scanned - 3 : 0;
+        std::size_t end = std::string_view::npos;
+        for (std::size_t i = data.find('\n', from); i != std::string_view::npos; i = data.find('\n', i + 1)) {
+            if (i + 1 < data.size() && data[i + 1] == '\n') {
+                end = i + 2;
+                break;
+            }
+            if (i + 2 < data.size() && data[i + 1] == '\r' && data[i + 2] == '\n') {
+                end = i + 3;
+                break;
+            }
+        }
+        if (end != std::string_view::npos) {
+            if (end > limit) co_return head_result::too_large;
+            auto head = data.substr(0, end);
+            if (!raw_head_is_clean(head)) co_return head_result::bad;
+            error_code ec;
+            std::size_t used = p.put(asio::buffer(head.data(), head.size()), ec);
+            if (ec || used != head.size() || !p.is_header_done()) co_return head_result::bad;
+            buf_.consume(end);
+            co_return head_result::ok;
+        }
+        scanned = data.size();
+        if (data.size() >= limit) co_return head_result::too_large;
+
+        std::size_t room = std::min<std::size_t>(limit + 4 - data.size(), 8192);
+        auto [ec, n] = co_await client_.async_read_some(buf_.prepare(room), use_tuple);
+        if (ec) {
+            if (ec == beast::error::timeout) co_return started ? head_result::timeout : head_result::closed;
+            co_return head_result::closed;
+        }
+        buf_.commit(n);
+        if (!started) {
+            // The first byte of a request arrived: the whole head must follow within
+            // header_timeout, however long the connection idled before.
+            started = true;
+            idle_ = false;
+            client_.expires_after(pc.header_timeout);
+        }
+    }
+}
+
+asio::awaitable<void> session::send_raw(std::string_view bytes) {
+    client_.expires_after(ctx_.current->cfg.proxy.idle_timeout);
+    co_await asio::async_write(client_, asio::buffer(bytes.data(), bytes.size()), use_tuple);
+}
+
+asio::awaitable<void> session::send_error(exchange_state& x, errc e, std::string message,
+                                          std::string details, unsigned retry_after) {
+    auto kind = reply_kind(e);
+    x.status = kind.status;
+    x.proxy_error = kind.proxy_status;
+    if (x.head_sent) {
+        // Too late for an answer: the client sees the connection end early.
+        x.close_after = true;
+        co_return;
+    }
+    nlohmann::json body = {{"error", kind.proxy_status}, {"message", std::move(message)}};
+    body["route"] = x.matched ? nlohmann::json(x.matched->name) : nlohmann::json(nullptr);
+
+    http::response<http::string_body> res{static_cast<http::status>(kind.status), 11};
+    res.set(http::field::server, "msiproxy");
+    std::string ps = "msiproxy; error=" + std::string(kind.proxy_status);
+    if (!details.empty()) ps += "; details=\"" + sf_string(details) + '"';
+    res.set("Proxy-Status", ps);
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::cache_control, "no-store");
+    if (retry_after) res.set(http::field::retry_after, std::to_string(retry_after));
+    res.body() = body.dump() + "\n";
+    res.keep_alive(!x.close_after && !draining_);
+    res.prepare_payload();
+    client_.expires_after(ctx_.current->cfg.proxy.idle_timeout);
+    auto [ec, n] = co_await http::async_write(client_, res, use_tuple);
+    x.head_sent = true;
+    if (ec) x.close_after = true;
+}
+
+bool session::parse_target(const request_parser& p, target_info& t, std::string& why) {
+    const auto& req = p.get();
+    std::string_view target = req.target();
+    if (!target.empty() && target.front() == '/') {
+        t.absolute = false;
+        t.path = std::string(target);
+        // Exactly one Host header (RFC 9112 section 3.2).
+        auto count = std::distance(req.equal_range(http::field::host).first,
+                                   req.equal_range(http::field::host).second);
+        if (count != 1) {
+            why = count == 0 ? "missing Host header" : "more than one Host header";
+            return false;
+        }
+        t.authority = std::string(req[http::field::host]);
+        auto auth = boost::urls::parse_authority(t.authority);
+        if (!auth || auth->has_userinfo() || t.authority.empty()) {
+            why = "invalid Host header";
+            return false;
+        }
+        t.host = std::string(auth->host_address());
+        t.port = auth->has_port() ? auth->port_number() : 80;
+        if (auth->has_port() && auth->port_number() == 0) {
+            why = "invalid port in Host header";
+            return false;
+        }
+    } else {
+        auto u = boost::urls::parse_absolute_uri(target);
+        if (!u || !u->has_authority() || u->host().empty() || u->has_userinfo() ||
+            u->has_fragment()) {
+            why = "request target must be origin-form (/path) or an absolute http:// URL";
+            return false;
+        }
+        auto scheme = u->scheme_id();
+        if (scheme != boost::urls::scheme::http && scheme != boost::urls::scheme::https) {
+            why = "only http:// and https:// request targets are proxied";
+            return false;
+        }
+        t.absolute = true;
+        t.tls = scheme == boost::urls::scheme::https;
+        t.host = std::string(u->host_address());
+        t.port = u->has_port() ? u->port_number() : (t.tls ? 443 : 80);
+        t.authority = std::string(u->encoded_host_and_port());
+        t.path = std::string(u->encoded_path());
+        if (t.path.empty()) t.path = "/";
+        if (u->has_query()) t.path += "?" + std::string(u->encoded_query());
+    }
+    to_lower_ascii(t.host);
+    return true;
+}
+
+asio::awaitable<void> session::run() {
+    bool first = true;
+    while (!draining_) {
+        request_parser p;
+        p.header_limit(static_cast<std::uint32_t>(ctx_.current->cfg.proxy.max_header_bytes));
+        p.body_limit(boost::none);
+        idle_ = buf_.size() == 0;
+        auto r = co_await read_head(p, first);
+        first = false;
+        idle_ = false;
+
+        exchange_state x;
+        x.rt = ctx_.current;
+        x.start = steady::now();
+        if (r == head_result::closed || r == head_result::timeout) break;
+        if (r != head_result::ok) {
+            x.close_after = true;
+            co_await send_error(x,
+                                r == head_result::too_large ? errc::header_too_large : errc::bad_request,
+                                r == head_result::too_large
+                                    ? "request head larger than proxy.max_header_bytes"
+                                    : "malformed request head (RFC 9112)");
+            finish(x);
+            break;
+        }
+        x.method = std::string(p.get().method_string());
+        co_await handle(p, x);
+        finish(x);
+        if (x.close_after || !p.get().keep_alive()) break;
+    }
+    close_client();
+}
+
+void session::finish(exchange_state& x) {
+    const double total = std::chrono::duration<double>(steady::now() - x.start).count();
+    const std::string_view route_name = x.matched ? std::string_view(x.matched->name) : "";
+    if (ctx_.stats) {
+        ctx_.stats->request_finished(route_name, x.status, total);
+        if (!x.proxy_error.empty() && x.status >= 500) {
+            ctx_.stats->upstream_error(route_name, x.proxy_error);
+        }
+    }
+    if (x.rt && x.rt->cfg.log.access) {
+        access_entry e;
+        e.route = route_name;
+        e.method = x.method;
+        e.host = x.host;
+        e.path = x.path;
+        e.status = x.status;
+        e.bytes_in = x.bytes_in;
+        e.bytes_out = x.bytes_out;
+        e.total_seconds = total;
+        e.upstream_seconds = x.upstream_seconds;
+        e.proxy_error = x.proxy_error;
+        e.client = peer_;
+        log_access(e);
+    }
+}
+
+asio::awaitable<void> session::handle(request_parser& p, exchange_state& x) {
+    auto& req = p.get();
+    const runtime& rt = *x.rt;
+
+    // Ambiguous framing (RFC 9112 section 6.3): Beast already refused Content-Length together
+    // with Transfer-Encoding and differing Content-Lengths; any transfer coding but a lone
+    // "chunked" is refused here, since the upstream might decode it differently.
+    if (req.count(http::field::transfer_encoding) > 0) {
+        auto te = req[http::field::transfer_encoding];
+        if (req.count(http::field::transfer_encoding) != 1 || !iequals(te, "chunked") ||
+            req.has_content_length()) {
+            x.close_after = true;
+            co_return co_await send_error(x, errc::bad_request,
+                                          "Transfer-Encoding other than a single \"chunked\"");
+        }
+    }
+
+    if (req.method() == http::verb::connect) co_return co_await handle_connect(p, x);
+
+    target_info t;
+    std::string why;
+    if (!parse_target(p, t, why)) {
+        x.close_after = true;
+        co_return co_await send_error(x, errc::bad_request, why);
+    }
+    x.host = t.host;
+    x.path = t.path.substr(0, t.path.find('?'));
+
+    if (auto expect = req[http::field::expect]; !expect.empty() && !iequals(expect, "100-continue")) {
+        x.close_after = true;
+        co_return co_await send_error(x, errc::expectation_failed,
+                                      "only \"Expect: 100-continue\" is supported");
+    }
+
+    x.matched = rt.routes.match(t.host, t.path);
+    if (!x.matched) {
+        if (rt.cfg.proxy.unmatched == unmatched_policy::deny) {
+            x.close_after = !p.is_done();
+            co_return co_await send_error(
+                x, errc::request_denied,
+                "no route matches host '" + t.host + "' and path '" + x.path +
+                    "', and proxy.unmatched = \"deny\"");
+        }
+        // Forwarded as it is, without a token: the destination is what the client named.
+        upstream_endpoint ep{t.tls, t.host, t.port};
+        req.target(t.path);
+        req.set(http::field::host, t.authority);
+        co_return co_await forward(p, x, ep, rt.forward_policy);
+    }
+
+    const route& r = *x.matched;
+    // The token comes first: with none, nothing is forwarded (and a 100-continue client has not
+    // sent its body yet).
+    auto deadline = steady::now() + rt.cfg.upstream.response_timeout;
+    auto got = co_await ctx_.tokens->get(rt.key_of(r), deadline);
+    if (!got.token) {
+        x.close_after = !p.is_done();
+        co_return co_await send_error(
+            x, errc::token_unavailable,
+            "no valid token for resource " + r.resource + ": " + got.reason, {},
+            static_cast<unsigned>(got.retry_after.count()));
+    }
+
+    req.target(upstream_target_path(r, t.path));
+    req.set(http::field::host, r.upstream.authority);
+    if (r.client_authorization == client_auth_policy::replace || req.count(r.header) == 0) {
+        std::string value = r.value;
+        if (auto pos = value.find("{token}"); pos != std::string::npos) {
+            value.replace(pos, 7, got.token->value);
+        }
+        req.erase(r.header);
+        req.set(r.header, value);
+    }
+    upstream_endpoint ep{r.upstream.tls, r.upstream.host, r.upstream.port};
+    co_await forward(p, x, ep, rt.route_policy);
+}
+
+asio::awaitable<void> session::handle_connect(request_parser& p, exchange_state& x) {
+    const runtime& rt = *x.rt;
+    x.close_after = true;
+    std::string target(p.get().target());
+    auto auth = boost::urls::parse_authority(target);
+    if (!auth || !auth->has_port() || auth->host().empty() || auth->has_userinfo()) {
+        co_return co_await send_error(x, errc::bad_request, "CONNECT target must be host:port");
+    }
+    std::string host(auth->host_address());
+    to_lower_ascii(host);
+    x.host = host;
+    if (const route* r = rt.routes.match_host_only(host)) {
+        x.matched = r;
+        co_return co_await send_error(
+            x, errc::request_denied,
+            "host '" + host + "' is routed by msiproxy (route '" + r->name +
+                "'), so its requests need a token that msiproxy cannot add inside a CONNECT "
+                "tunnel: have the app call http://" + host + "/ through the proxy (HTTP_PROXY) "
+                "and msiproxy will use HTTPS to the upstream");
+    }
+    if (!rt.cfg.proxy.tunnel) {
+        co_return co_await send_error(x, errc::request_denied,
+                                      "CONNECT tunnels are disabled (proxy.tunnel = false)");
+    }
+    auto [ec, up] = co_await ctx_.pool->connect_tcp(host, auth->port_number(), &rt.forward_policy);
+    if (ec) {
+        co_return co_await send_error(x, static_cast<errc>(ec.value()),
+                                      "CONNECT to " + target + ": " + ec.message(), "upstream " + target);
+    }
+    x.status = 200;
+    co_await send_raw("HTTP/1.1 200 Connection Established\r\n\r\n");
+    x.head_sent = true;
+
+    // Bytes the client sent after the CONNECT head belong to the tunnel.
+    if (buf_.size() > 0) {
+        up.expires_after(rt.cfg.proxy.idle_timeout);
+        auto [wec, n] = co_await asio::async_write(up, buf_.data(), use_tuple);
+        x.bytes_in += n;
+        buf_.consume(buf_.size());
+        if (wec) co_return;
+    }
+    const auto idle = rt.cfg.proxy.idle_timeout;
+    auto pump = [idle](beast::tcp_stream& from, beast::tcp_stream& to,
+                       std::uint64_t& counter) -> asio::awaitable<void> {
+        std::array<char, relay_chunk> data;
+        for (;;) {
+            from.expires_after(idle);
+            auto [rec, n] = co_await from.async_read_some(asio::buffer(data), use_tuple);
+            if (rec) {
+                error_code ignored;
+                if (rec == asio::error::eof) {
+                    to.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                } else {
+                    from.socket().close(ignored);
+                    to.socket().close(ignored);
+                }
+                co_return;
+            }
+            to.expires_after(idle);
+            auto [wec, m] = co_await asio::async_write(to, asio::buffer(data.data(), n), use_tuple);
+            counter += m;
+            if (wec) {
+                error_code ignored;
+                from.socket().close(ignored);
+                to.socket().close(ignored);
+                co_return;
+            }
+        }
+    };
+    co_await (pump(client_, up, x.bytes_in) && pump(up, client_, x.bytes_out));
+}
+
+asio::awaitable<void> session::forward(request_parser& p, exchange_state& x,
+                                       const upstream_endpoint& ep, const destination_policy& policy) {
+    auto& req = p.get();
+    strip_hop_by_hop(req);
+    const bool expect_continue = iequals(req[http::field::expect], "100-continue");
+    req.erase(http::field::expect);
+    req.version(11);
+    req.keep_alive(true);
+
+    const auto upstream_start = steady::now();
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        auto [ec, conn] = co_await ctx_.pool->acquire(ep, &policy, attempt == 0);
+        if (ec) {
+            x.close_after = x.close_after || !p.is_done();
+            co_return co_await send_error(x, static_cast<errc>(ec.value()),
+                                          "upstream " + ep.key() + ": " + ec.message(),
+                                          "upstream " + ep.key());
+        }
+        // msiproxy answers 100 Continue itself once it knows it can forward (as nginx does),
+        // so the client's body is requested only when a token and a connection are at hand.
+        if (expect_continue && !p.is_done() && attempt == 0 && p.get().version() >= 11) {
+            co_await send_raw("HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        upstream_ = conn.get();
+        bool retry_ok = false;
+        auto err = co_await conn->visit([&](auto& stream) { return relay(stream, *conn, p, x, retry_ok); });
+        upstream_ = nullptr;
+        x.upstream_seconds = std::chrono::duration<double>(steady::now() - upstream_start).count();
+        if (!err) {
+            // relay() parked the connection in the pool when it was reusable.
+            if (conn) ctx_.pool->release(std::move(conn));
+            co_return;
+        }
+        if (retry_ok && attempt == 0) {
+            spdlog::debug("reused connection to {} was closed by the upstream; retrying once",
+                          ep.key());
+            continue;
+        }
+        errc e = err.category() == msiproxy_category() ? static_cast<errc>(err.value())
+                                                       : errc::upstream_protocol_error;
+        x.close_after = x.close_after || !p.is_done();
+        co_return co_await send_error(x, e, "upstream " + ep.key() + ": " + err.message(),
+                                      "upstream " + ep.key());
+    }
+}
+
+template <class Stream>
+asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn, request_parser& p,
+                                           exchange_state& x, bool& retry_ok) {
+    const runtime& rt = *x.rt;
+    auto& upstream_tcp = conn.tcp();
+    auto& req = p.get();
+    const bool head_request = req.method() == http::verb::head;
+    // A request that sent nothing but its head may be replayed on a new connection when a
+    // pooled one turns out closed (RFC 9110 section 9.2.2: only idempotent methods).
+    const bool replayable = conn.reused && p.is_done() &&
+                            (req.method() == http::verb::get || head_request ||
+                             req.method() == http::verb::options || req.method() == http::verb::delete_ ||
+                             req.method() == http::verb::put || req.method() == http::verb::trace);
+    bool response_started = false;
+    auto broken = [&](error_code ec) -> error_code {
+        if (!response_started && replayable &&
+            (ec == asio::error::eof || ec == asio::error::connection_reset ||
+             ec == asio::error::broken_pipe || ec == http::error::end_of_stream ||
+             ec == asio::ssl::error::stream_truncated)) {
+            retry_ok = true;
+        }
+        return ec == beast::error::timeout ? make_error_code(errc::upstream_response_timeout)
+                                           : make_error_code(errc::upstream_protocol_error);
+    };
+
+    // Request head and body, streamed through a fixed chunk.
+    http::request_serializer<http::buffer_body> sr{req};
+    req.body().data = nullptr;
+    req.body().size = 0;
+    req.body().more = !p.is_done();
+    upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+    if (p.is_done()) {
+        auto [ec, n] = co_await http::async_write(up, sr, use_tuple);
+        if (ec) co_return broken(ec);
+    } else {
+        auto [ec, n] = co_await http::async_write_header(up, sr, use_tuple);
+        if (ec) co_return broken(ec);
+        while (!p.is_done()) {
+            req.body().data = chunk_.data();
+            req.body().size = chunk_.size();
+            client_.expires_after(rt.cfg.proxy.idle_timeout);
+            auto [rec, rn] = co_await http::async_read(client_, buf_, p, use_tuple);
+            if (rec == http::error::need_buffer) rec = {};
+            if (rec) {
+                // The client broke off or sent a bad chunk: nothing sensible can follow.
+                x.close_after = true;
+                x.status = rec == beast::error::timeout ? 408 : 400;
+                x.head_sent = true;  // no answer: the client is gone or lying
+                co_return make_error_code(errc::bad_request);
+            }
+            const std::size_t got = chunk_.size() - req.body().size;
+            x.bytes_in += got;
+            req.body().data = chunk_.data();
+            req.body().size = got;
+            req.body().more = !p.is_done();
+            upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+            auto [wec, wn] = co_await http::async_write(up, sr, use_tuple);
+            if (wec == http::error::need_buffer) wec = {};
+            if (wec) co_return broken(wec);
+        }
+    }
+
+    // Response head; 1xx interim responses (but 101) are passed on and the next one read.
+    std::optional<response_parser> rp;
+    for (;;) {
+        rp.emplace();
+        rp->body_limit(boost::none);
+        rp->header_limit(static_cast<std::uint32_t>(rt.cfg.proxy.max_header_bytes));
+        if (head_request) rp->skip(true);
+        upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+        auto [ec, n] = co_await http::async_read_header(up, conn.buffer, *rp, use_tuple);
+        if (ec) co_return broken(ec);
+        response_started = true;
+        auto status = rp->get().result_int();
+        if (status >= 100 && status < 200) {
+            if (status == 101) co_return make_error_code(errc::upstream_protocol_error);
+            if (status != 100 && req.version() >= 11) {
+                http::response<http::empty_body> interim{rp->get().result(), 11};
+                for (const auto& f : rp->get()) interim.insert(f.name_string(), f.value());
+                strip_hop_by_hop(interim);
+                client_.expires_after(rt.cfg.proxy.idle_timeout);
+                auto [wec, wn] = co_await http::async_write(client_, interim, use_tuple);
+                if (wec) {
+                    x.close_after = true;
+                    x.head_sent = true;
+                    co_return error_code{};
+                }
+            }
+            continue;
+        }
+        break;
+    }
+
+    auto& res = rp->get();
+    x.status = res.result_int();
+    const bool upstream_keep_alive = res.keep_alive();
+    const bool client_http11 = p.get().version() >= 11;
+    strip_hop_by_hop(res);
+    const bool body_expected = !head_request && !(x.status == 204 || x.status == 304);
+    bool keep_client = p.get().keep_alive() && !draining_ && !x.close_after;
+    if (body_expected && !res.has_content_length() && !res.chunked()) {
+        // Body delimited by the upstream closing: re-frame as chunked for HTTP/1.1 clients,
+        // close-delimited for HTTP/1.0 ones.
+        if (client_http11) {
+            res.chunked(true);
+        } else {
+            keep_client = false;
+        }
+    }
+    if (!client_http11 && res.chunked()) {
+        res.chunked(false);
+        keep_client = false;
+    }
+    res.version(client_http11 ? 11 : 10);
+    res.keep_alive(keep_client);
+    if (!keep_client) x.close_after = true;
+
+    http::response_serializer<http::buffer_body> rs{res};
+    res.body().data = nullptr;
+    res.body().size = 0;
+    res.body().more = !rp->is_done();
+    client_.expires_after(rt.cfg.proxy.idle_timeout);
+    if (rp->is_done()) {
+        auto [wec, wn] = co_await http::async_write(client_, rs, use_tuple);
+        x.head_sent = true;
+        if (wec) x.close_after = true;
+    } else {
+        auto [wec, wn] = co_await http::async_write_header(client_, rs, use_tuple);
+        x.head_sent = true;
+        if (wec) {
+            x.close_after = true;
+            co_return error_code{};
+        }
+        while (!rp->is_done()) {
+            res.body().data = chunk_.data();
+            res.body().size = chunk_.size();
+            upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+            auto [rec, rn] = co_await http::async_read(up, conn.buffer, *rp, use_tuple);
+            if (rec == http::error::need_buffer) rec = {};
+            if (rec) {
+                // The upstream broke off mid-body: the client must see a truncated message,
+                // never a complete-looking one.
+                x.close_after = true;
+                x.proxy_error = "http_protocol_error";
+                co_return error_code{};
+            }
+            const std::size_t got = chunk_.size() - res.body().size;
+            x.bytes_out += got;
+            res.body().data = chunk_.data();
+            res.body().size = got;
+            res.body().more = !rp->is_done();
+            client_.expires_after(rt.cfg.proxy.idle_timeout);
+            auto [cwec, cwn] = co_await http::async_write(client_, rs, use_tuple);
+            if (cwec == http::error::need_buffer) cwec = {};
+            if (cwec) {
+                x.close_after = true;
+                co_return error_code{};
+            }
+        }
+    }
+    // Reusable only after a complete, keep-alive response with nothing left over.
+    if (!upstream_keep_alive || !rp->is_done() || conn.buffer.size() != 0 ||
+        x.proxy_error == "http_protocol_error") {
+        error_code ignored;
+        upstream_tcp.socket().close(ignored);
+    }
+    co_return error_code{};
+}
+
+}  // namespace
+
+asio::awaitable<void> run_session(tcp::socket socket, worker_context& ctx) {
+    session s(std::move(socket), ctx);
+    co_await s.run();
+}
+
+}  // namespace msiproxy
