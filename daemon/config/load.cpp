@@ -71,21 +71,27 @@ std::string_view type_name(const toml::node& node) {
     }
 }
 
-// Levenshtein distance, for "did you mean" on unknown keys; keys are short.
+// Edit distance counting a swap of neighbours as one edit (optimal string alignment), for
+// "did you mean" on unknown keys: "listne" is one edit from "listen". Keys are short.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<std::size_t> row(b.size() + 1);
+    const std::size_t w = b.size() + 1;
+    std::vector<std::size_t> d((a.size() + 1) * w);
+    for (std::size_t i = 0; i <= a.size(); ++i)
+        d[i * w] = i;
     for (std::size_t j = 0; j <= b.size(); ++j)
-        row[j] = j;
+        d[j] = j;
     for (std::size_t i = 1; i <= a.size(); ++i) {
-        std::size_t diag = row[0];
-        row[0] = i;
         for (std::size_t j = 1; j <= b.size(); ++j) {
-            const std::size_t up = row[j];
-            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-            diag = up;
+            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            std::size_t best = std::min(
+                {d[(i - 1) * w + j] + 1, d[i * w + j - 1] + 1, d[(i - 1) * w + j - 1] + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+                best = std::min(best, d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = best;
         }
     }
-    return row[b.size()];
+    return d[a.size() * w + b.size()];
 }
 
 // The section a key lives in, as named in messages and in the position record.
@@ -367,7 +373,8 @@ class loader {
 
     static std::string suggestion(std::string_view name, std::span<const std::string_view> known) {
         std::string_view best;
-        std::size_t best_distance = 3;  // more than two edits away is not a typo
+        // A third of the word may be wrong (at least one letter); beyond that it is a guess.
+        std::size_t best_distance = std::max<std::size_t>(1, name.size() / 3) + 1;
         for (std::string_view candidate : known) {
             const std::size_t d = edit_distance(name, candidate);
             if (d < best_distance) {
