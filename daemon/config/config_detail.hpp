@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,11 +36,15 @@ class key_positions {
   public:
     void set(const std::string& key, source_pos pos) { pos_[key] = pos; }
     bool has(const std::string& key) const { return pos_.count(key) != 0; }
+    // A key whose value was rejected already: cross-field checks leave it alone.
+    void set_invalid(const std::string& key) { invalid_.insert(key); }
+    bool valid(const std::string& key) const { return invalid_.count(key) == 0; }
     // The key's position, or `fallback` when it was not written.
     source_pos at(const std::string& key, source_pos fallback = {}) const;
 
   private:
     std::map<std::string, source_pos> pos_;
+    std::set<std::string> invalid_;
 };
 
 // Internal position key of a route's member: "route.<1-based index>.<member>".

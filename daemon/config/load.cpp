@@ -306,7 +306,16 @@ class loader {
             const field f{sec, k.str(), v};
             if (!record(f, k)) continue;
             if (f.name == "name") {
-                if (read_string(f, r.name) && r.name.empty()) fail(f, "must not be empty");
+                if (read_string(f, r.name)) {
+                    // Names end up in log lines and metric labels: keep them printable.
+                    const bool printable = std::ranges::none_of(r.name, [](char c) {
+                        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+                    });
+                    if (r.name.empty() || !printable) {
+                        fail(f, "must not be empty nor contain control characters");
+                        r.name.clear();
+                    }
+                }
             }
             if (f.name == "host") {
                 std::string text;
@@ -385,8 +394,10 @@ class loader {
         return best.empty() ? std::string() : " (did you mean '" + std::string(best) + "'?)";
     }
 
+    // Reports a bad value; the key is marked so that validate_config does not report it again.
     void fail(const field& f, std::string message) {
         diag_.add(f.pos(), f.key(), std::move(message));
+        where_.set_invalid(f.sec.pos_key + "." + std::string(f.name));
     }
 
     void wrong_type(const field& f, std::string_view expected) {
@@ -428,16 +439,16 @@ class loader {
     }
 
     void read_duration(const field& f, duration& out, bool allow_zero) {
-        constexpr const char* expected =
-            "a duration string with a unit (ms, s, m, h), e.g. \"10s\" or \"1.5s\"";
         const auto* s = f.node.as_string();
         if (!s) {
-            wrong_type(f, expected);
+            wrong_type(f, "a duration string with a unit (ms, s, m, h), e.g. \"10s\"");
             return;
         }
         duration d{};
         if (!parse_duration(s->get(), d)) {
-            fail(f, "\"" + s->get() + "\" is not " + expected);
+            fail(f, "\"" + s->get() +
+                        "\" is not a duration: write a number with a unit (ms, s, m, h), e.g. "
+                        "\"10s\" or \"1.5s\", without sign and to the millisecond");
             return;
         }
         if (!allow_zero && d.count() == 0) {

@@ -129,7 +129,10 @@ std::string route_pos_key(std::size_t index, std::string_view member) {
 
 std::string route_display(std::size_t index, std::string_view explicit_name) {
     std::string out = "route[" + std::to_string(index) + "]";
-    if (!explicit_name.empty()) out += " " + quoted(explicit_name);
+    // A name with control characters is itself an error; quoting it would garble the message.
+    const bool printable = std::ranges::none_of(
+        explicit_name, [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+    if (!explicit_name.empty() && printable) out += " " + quoted(explicit_name);
     return out;
 }
 
@@ -369,9 +372,11 @@ void validate_config(config& cfg, const key_positions& where, diagnostics& diag)
             diag.add(r.pos, display + ".resource",
                      "one of resource or scope is required (the token audience, e.g. "
                      "resource = \"https://graph.microsoft.com\")");
-        } else if (has_resource && r.resource.empty()) {
-            diag.add(pos_of("resource"), display + ".resource", "must not be empty");
-        } else if (has_scope) {
+        } else if (has_resource) {
+            if (r.resource.empty() && where.valid(route_pos_key(n, "resource"))) {
+                diag.add(pos_of("resource"), display + ".resource", "must not be empty");
+            }
+        } else if (where.valid(route_pos_key(n, "scope"))) {
             constexpr std::string_view suffix = "/.default";
             const std::string_view scope = r.scope;
             if (scope.size() <= suffix.size() ||

@@ -359,6 +359,7 @@ TEST_CASE("bad values name their key and position", "[unit][config]") {
     check("[proxy]\nunmatched = \"drop\"\n", 2, "proxy.unmatched", "\"forward\", \"deny\"");
     check("[proxy]\nheader_timeout = \"10\"\n", 2, "proxy.header_timeout", "with a unit");
     check("[proxy]\nheader_timeout = \"-1s\"\n", 2, "proxy.header_timeout", "with a unit");
+    check("[proxy]\nheader_timeout = \"1.5ms\"\n", 2, "proxy.header_timeout", "millisecond");
     check("[proxy]\nidle_timeout = \"0s\"\n", 2, "proxy.idle_timeout", "greater than zero");
     check("[proxy]\nmax_header_bytes = 100\n", 2, "proxy.max_header_bytes", "1024 to 1048576");
     check("[proxy]\nmax_header_bytes = 2000000\n", 2, "proxy.max_header_bytes", "1024");
@@ -469,6 +470,19 @@ TEST_CASE("route audience: resource or scope", "[unit][config]") {
         CHECK(e.key == "route[1].resource");
         CHECK(contains(e.message, "must not be empty"));
     }
+    SECTION("a value of the wrong type is reported once") {
+        const config_error e =
+            single_error("[[route]]\nupstream = \"https://a.b\"\nresource = 3\n");
+        CHECK(e.key == "route[1].resource");
+        CHECK(e.message == "expected a string, got an integer");
+        const config_error s =
+            single_error("[[route]]\nupstream = \"https://a.b\"\nscope = true\n");
+        CHECK(s.key == "route[1].scope");
+        CHECK(s.message == "expected a string, got a boolean");
+        const config_error u = single_error("[[route]]\nupstream = 443\nresource = \"r\"\n");
+        CHECK(u.key == "route[1].upstream");
+        CHECK(u.pos.line == 2);
+    }
     SECTION("scope keeps the rest byte-exact") {
         const config cfg = load_config_string(
             "[[route]]\nupstream = \"https://a.b\"\nscope = \"api://Svc/x//.default\"\n");
@@ -533,6 +547,7 @@ TEST_CASE("route host, prefix, header and value checks", "[unit][config]") {
     CHECK(contains(route_error("client_authorization = \"drop\"", "client_authorization"),
                    "\"replace\", \"keep\""));
     CHECK(contains(route_error("name = \"\"", "name"), "must not be empty"));
+    CHECK(contains(route_error("name = \"a\\nb\"", "name"), "control characters"));
 
     const config cfg = load_config_string(graph_route + "host = \"\"\n");
     CHECK(cfg.routes[0].host.empty());
