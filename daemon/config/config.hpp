@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace msiproxy {
@@ -31,7 +32,7 @@ struct source_pos {
 
 // A listening address as written ("127.0.0.1:8990", "[::1]:8990", "localhost:8990").
 struct listen_address {
-    std::string host;   // without brackets
+    std::string host;  // without brackets
     std::uint16_t port = 0;
     bool empty() const { return host.empty(); }
     std::string to_string() const;  // host:port, IPv6 in brackets
@@ -58,6 +59,7 @@ struct proxy_config {
     std::size_t max_header_bytes = 65536;
     std::size_t max_connections = 4096;
     duration shutdown_grace = std::chrono::seconds(10);
+    unsigned threads = 1;  // worker threads, each with its own io_context and listener (1..64)
 };
 
 struct admin_config {
@@ -65,7 +67,7 @@ struct admin_config {
 };
 
 struct log_config {
-    std::string level = "info";  // trace | debug | info | warn | error | off
+    std::string level = "info";   // trace | debug | info | warn | error | off
     std::string format = "text";  // text | json
     bool access = true;
 };
@@ -84,28 +86,28 @@ struct upstream_config {
 
 // A route's upstream, parsed from "scheme://host[:port][/base path]".
 struct upstream_target {
-    bool tls = true;            // https
-    std::string host;           // lower case, IPv6 without brackets
+    bool tls = true;   // https
+    std::string host;  // lower case, IPv6 without brackets
     std::uint16_t port = 443;
-    std::string base_path;      // "" or "/base" without a trailing slash
-    std::string authority;      // Host header value: host, or host:port when not the default
-    std::string url;            // as written in the config
+    std::string base_path;  // "" or "/base" without a trailing slash
+    std::string authority;  // Host header value: host, or host:port when not the default
+    std::string url;        // as written in the config
 };
 
 struct route {
     std::string name;
-    std::string host;           // lower case; "" = any host; "*.example.com" = wildcard
+    std::string host;  // lower case; "" = any host; "*.example.com" = wildcard
     std::string path_prefix = "/";
     bool strip_prefix = false;
     upstream_target upstream;
-    std::string resource;       // token audience (a scope's "/.default" removed); never empty
-    std::string scope;          // as written, when the route used scope = ...
-    identity_selector identity; // empty: the [identity] selector applies
+    std::string resource;        // token audience (a scope's "/.default" removed); never empty
+    std::string scope;           // as written, when the route used scope = ...
+    identity_selector identity;  // empty: the [identity] selector applies
     std::string header = "Authorization";
     std::string value = "Bearer {token}";
     client_auth_policy client_authorization = client_auth_policy::replace;
     bool allow_http_upstream = false;
-    source_pos pos;             // of the [[route]] table
+    source_pos pos;  // of the [[route]] table
 };
 
 struct config {
@@ -122,7 +124,7 @@ struct config {
 struct config_error {
     std::string file;
     source_pos pos;
-    std::string key;      // dotted key, e.g. "route[2].upstream" or "proxy.listen"
+    std::string key;  // dotted key, e.g. "route[2].upstream" or "proxy.listen"
     std::string message;
     // "file:line:column: key: message" (line/column omitted when unknown)
     std::string format() const;
@@ -130,11 +132,11 @@ struct config_error {
 
 // Thrown by the loaders; carries every problem found, not only the first.
 class config_exception : public std::runtime_error {
-public:
+  public:
     explicit config_exception(std::vector<config_error> errors);
     const std::vector<config_error>& errors() const { return errors_; }
 
-private:
+  private:
     std::vector<config_error> errors_;
 };
 
