@@ -1,0 +1,181 @@
+#!/bin/sh
+# Builds msiproxy's .deb (and .rpm) from a CMake build dir, lints them, and runs the .deb through
+# install, --version, --check, unit checks, remove and purge. Run as root on Debian 12.
+#
+# Usage: packaging/ci-package.sh [BUILD_DIR]     (default: build)
+# Needs packaging/install-deps.sh to have run and BUILD_DIR to be configured (CI builds it first).
+# Leaves the machine as it found it: the package is purged on success and on failure.
+# MSIPROXY_SKIP_CHECK=1 skips `msiproxy --check` (only for testing with a placeholder binary).
+set -eu
+
+build=${1:-build}
+unit=msiproxy.service
+unit_path=/lib/systemd/system/$unit
+checked=""
+
+say() { printf '%s\n' "ci-package: $*"; }
+fail() {
+	printf '%s\n' "ci-package: FAIL: $*" >&2
+	exit 1
+}
+# Records a passed check for the summary at the end.
+ok() {
+	say "ok: $*"
+	checked="$checked
+  - $*"
+}
+installed_state() { dpkg-query -W -f='${db:Status-Status}' msiproxy 2>/dev/null || true; }
+purge_package() {
+	if [ -n "$(installed_state)" ] && [ "$(installed_state)" != not-installed ]; then
+		dpkg -P msiproxy >/dev/null 2>&1 || true
+	fi
+}
+apt_install() {
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+[ "$(id -u)" -eq 0 ] || fail "must run as root (dpkg -i / -r / -P)"
+[ -f "$build/CPackConfig.cmake" ] || fail "$build is not a configured build dir (no CPackConfig.cmake)"
+build=$(cd "$build" && pwd)
+
+# A package left over from an earlier run would hide what this one installs.
+if [ -n "$(installed_state)" ] && [ "$(installed_state)" != not-installed ]; then
+	say "purging a msiproxy package that was already installed ($(installed_state))"
+	purge_package
+fi
+trap purge_package EXIT
+trap 'exit 1' INT TERM HUP
+
+missing=""
+command -v lintian >/dev/null || missing="$missing lintian"
+command -v rpmbuild >/dev/null || missing="$missing rpm"
+command -v dpkg-shlibdeps >/dev/null || missing="$missing dpkg-dev"
+if [ -n "$missing" ]; then
+	say "installing$missing"
+	# shellcheck disable=SC2086
+	apt_install $missing
+fi
+
+# ---- build the packages ----------------------------------------------------------------------
+say "building msiproxy and its compressed docs in $build"
+cmake --build "$build" --target msiproxy msiproxy_docs >/dev/null
+rm -f "$build"/msiproxy*.deb "$build"/msiproxy*.rpm
+(cd "$build" && cpack -G DEB) || fail "cpack -G DEB"
+(cd "$build" && cpack -G RPM) || fail "cpack -G RPM"
+
+version=$(sed -n 's/^set(CPACK_PACKAGE_VERSION "\(.*\)")$/\1/p' "$build/CPackConfig.cmake")
+arch=$(dpkg --print-architecture)
+deb="$build/msiproxy_${version}_${arch}.deb"
+rpm_file=$(find "$build" -maxdepth 1 -name "msiproxy-$version-*.rpm" | head -n 1)
+[ -f "$deb" ] || fail "expected $deb"
+ok "cpack made $(basename "$deb")"
+[ -n "$rpm_file" ] || fail "expected an msiproxy-$version-*.rpm in $build"
+ok "cpack made $(basename "$rpm_file")"
+
+# ---- static checks -------------------------------------------------------------------------------
+[ "$(dpkg-deb -f "$deb" Package)" = msiproxy ] || fail "deb Package field"
+[ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || fail "deb Version is not $version"
+[ "$(dpkg-deb -f "$deb" Section)" = net ] || fail "deb Section is not net"
+depends=$(dpkg-deb -f "$deb" Depends)
+case "$depends" in *libc6*) ;; *) fail "deb Depends lacks libc6 (shlibdeps did not run?): $depends" ;; esac
+ok "deb control: msiproxy $version, Section net, Depends: $depends"
+
+conffiles=$(dpkg-deb -I "$deb" conffiles)
+[ "$conffiles" = "/etc/msiproxy/config.toml
+/etc/default/msiproxy" ] || fail "deb conffiles: $conffiles"
+ok "deb conffiles: /etc/msiproxy/config.toml /etc/default/msiproxy"
+
+say "lintian $(basename "$deb")"
+lintian --fail-on error,warning --display-info --pedantic "$deb" || fail "lintian"
+ok "lintian: no errors or warnings (overrides in packaging/debian/lintian-overrides)"
+
+rpm_config=$(rpm -qcp "$rpm_file" 2>/dev/null | sort | tr '\n' ' ')
+[ "$rpm_config" = "/etc/default/msiproxy /etc/msiproxy/config.toml " ] ||
+	fail "rpm %config files: $rpm_config"
+rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm_file" 2>/dev/null |
+	grep -q '^cn /etc/msiproxy/config.toml$' || fail "rpm: config.toml is not %config(noreplace)"
+rpm -qlp "$rpm_file" 2>/dev/null | grep -qx /usr/lib/systemd/system/$unit || fail "rpm: unit not in /usr/lib/systemd/system"
+rpm -qp --requires "$rpm_file" 2>/dev/null | grep -q '^libc\.so\.6' || fail "rpm: no automatic Requires"
+ok "rpm: %config(noreplace) files, unit in /usr/lib/systemd/system, automatic Requires"
+
+# ---- install -------------------------------------------------------------------------------------
+say "dpkg -i $(basename "$deb")"
+dpkg -i "$deb" || fail "dpkg -i"
+[ "$(installed_state)" = installed ] || fail "package state after install: $(installed_state)"
+ok "dpkg -i"
+
+expected_files="/etc/default/msiproxy
+/etc/msiproxy/config.toml
+$unit_path
+/usr/bin/msiproxy
+/usr/share/doc/msiproxy/changelog.gz
+/usr/share/doc/msiproxy/copyright
+/usr/share/lintian/overrides/msiproxy
+/usr/share/man/man8/msiproxy.8.gz"
+# README.md is installed when the source tree has one (the rule is OPTIONAL).
+src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt")
+if [ -f "$src/README.md" ]; then
+	expected_files="$expected_files
+/usr/share/doc/msiproxy/README.md"
+fi
+actual_files=$(dpkg -L msiproxy | while read -r f; do [ -d "$f" ] || echo "$f"; done | sort)
+expected_sorted=$(printf '%s\n' "$expected_files" | sort)
+if [ "$actual_files" != "$expected_sorted" ]; then
+	printf 'expected:\n%s\nactual:\n%s\n' "$expected_sorted" "$actual_files" >&2
+	fail "installed file list differs"
+fi
+ok "installed files: $(printf '%s\n' "$actual_files" | tr '\n' ' ')"
+
+out=$(msiproxy --version) || fail "msiproxy --version exited $?"
+[ "$out" = "msiproxy $version" ] || fail "msiproxy --version printed '$out', expected 'msiproxy $version'"
+ok "msiproxy --version: $out"
+
+if [ "${MSIPROXY_SKIP_CHECK:-}" = 1 ]; then
+	say "WARNING: MSIPROXY_SKIP_CHECK=1: msiproxy --check NOT run"
+else
+	msiproxy --check --config /etc/msiproxy/config.toml || fail "msiproxy --check on the shipped config"
+	ok "msiproxy --check --config /etc/msiproxy/config.toml"
+fi
+
+# --man=no when man(1) is absent: verify would report the Documentation= page as missing.
+man_opt=--man=no
+command -v man >/dev/null && man_opt=--man=yes
+systemd-analyze verify "$man_opt" "$unit_path" || fail "systemd-analyze verify $unit_path"
+ok "systemd-analyze verify $man_opt $unit_path"
+systemd-analyze security --offline=yes --no-pager "$unit_path" 2>/dev/null | tail -n 1
+systemd-analyze security --offline=yes --threshold=20 "$unit_path" >/dev/null 2>&1 ||
+	fail "systemd-analyze security: exposure above 2.0"
+ok "systemd-analyze security: exposure <= 2.0"
+
+# postinst enabled the unit through deb-systemd-helper even without a running systemd.
+[ -L /etc/systemd/system/multi-user.target.wants/$unit ] || fail "postinst did not enable $unit"
+ok "postinst enabled $unit"
+
+# ---- remove keeps the config, purge deletes it ---------------------------------------------------
+dpkg -r msiproxy || fail "dpkg -r"
+[ "$(installed_state)" = config-files ] || fail "state after dpkg -r: $(installed_state)"
+[ ! -e /usr/bin/msiproxy ] || fail "/usr/bin/msiproxy still there after dpkg -r"
+[ ! -e "$unit_path" ] || fail "$unit_path still there after dpkg -r"
+[ -f /etc/msiproxy/config.toml ] || fail "dpkg -r removed /etc/msiproxy/config.toml"
+[ -f /etc/default/msiproxy ] || fail "dpkg -r removed /etc/default/msiproxy"
+ok "dpkg -r: binary and unit gone, /etc/msiproxy/config.toml and /etc/default/msiproxy kept"
+
+dpkg -P msiproxy || fail "dpkg -P"
+state=$(installed_state)
+[ -z "$state" ] || [ "$state" = not-installed ] || fail "state after dpkg -P: $state"
+[ ! -e /etc/msiproxy ] || fail "/etc/msiproxy still there after dpkg -P"
+[ ! -e /etc/default/msiproxy ] || fail "/etc/default/msiproxy still there after dpkg -P"
+[ ! -e /etc/systemd/system/multi-user.target.wants/$unit ] || fail "enablement link left after purge"
+[ ! -e /etc/systemd/system/$unit ] || fail "mask left after purge"
+ok "dpkg -P: /etc/msiproxy, /etc/default/msiproxy and the unit's links gone"
+
+# ---- summary -------------------------------------------------------------------------------------
+say "package sizes:"
+for f in "$deb" "$rpm_file"; do
+	printf '  %-40s %8s bytes\n' "$(basename "$f")" "$(stat -c %s "$f")"
+done
+printf '  %-40s %8s KiB\n' "deb Installed-Size" "$(dpkg-deb -f "$deb" Installed-Size)"
+say "checked:$checked"
+say "PASS"
