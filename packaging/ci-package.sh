@@ -30,11 +30,6 @@ purge_package() {
 		dpkg -P msiproxy >/dev/null 2>&1 || true
 	fi
 }
-apt_install() {
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 [ "$(id -u)" -eq 0 ] || fail "must run as root (dpkg -i / -r / -P)"
 [ -f "$build/CPackConfig.cmake" ] || fail "$build is not a configured build dir (no CPackConfig.cmake)"
@@ -45,18 +40,17 @@ if [ -n "$(installed_state)" ] && [ "$(installed_state)" != not-installed ]; the
 	say "purging a msiproxy package that was already installed ($(installed_state))"
 	purge_package
 fi
-trap purge_package EXIT
+k8s_config=""
+cleanup() {
+	purge_package
+	[ -z "$k8s_config" ] || rm -f "$k8s_config"
+}
+trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-missing=""
-command -v lintian >/dev/null || missing="$missing lintian"
-command -v rpmbuild >/dev/null || missing="$missing rpm"
-command -v dpkg-shlibdeps >/dev/null || missing="$missing dpkg-dev"
-if [ -n "$missing" ]; then
-	say "installing$missing"
-	# shellcheck disable=SC2086
-	apt_install $missing
-fi
+# Tools for this script only (not build dependencies): the same installer, extra packages.
+# file: CPackDeb's shlibdeps step needs it; python3-yaml: the Kubernetes manifest check.
+MSIPROXY_EXTRA_PACKAGES="lintian rpm file python3-yaml" sh "$(dirname "$0")/install-deps.sh"
 
 # ---- build the packages ----------------------------------------------------------------------
 say "building msiproxy and its compressed docs in $build"
@@ -137,6 +131,33 @@ if [ "${MSIPROXY_SKIP_CHECK:-}" = 1 ]; then
 else
 	msiproxy --check --config /etc/msiproxy/config.toml || fail "msiproxy --check on the shipped config"
 	ok "msiproxy --check --config /etc/msiproxy/config.toml"
+fi
+
+# The Kubernetes example: the YAML parses and its config.toml passes --check (with stand-in
+# workload identity variables: --check must not need the real ones, nor the network).
+manifest="$(dirname "$0")/kubernetes/msiproxy-sidecar.yaml"
+k8s_config=$(mktemp)
+/usr/bin/python3 - "$manifest" "$k8s_config" <<'PY' || fail "$manifest does not parse"
+import sys, tomllib, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kinds = sorted(d["kind"] for d in docs)
+assert kinds == ["ConfigMap", "Deployment", "ServiceAccount"], kinds
+config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["config.toml"]
+assert tomllib.loads(config)["identity"]["source"] == "workload-identity"
+pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
+assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+open(sys.argv[2], "w").write(config)
+PY
+ok "$manifest parses (ServiceAccount, ConfigMap, Deployment; workload-identity config)"
+if [ "${MSIPROXY_SKIP_CHECK:-}" = 1 ]; then
+	say "WARNING: MSIPROXY_SKIP_CHECK=1: msiproxy --check of the Kubernetes config NOT run"
+else
+	AZURE_CLIENT_ID=00000000-0000-0000-0000-000000000000 \
+		AZURE_TENANT_ID=00000000-0000-0000-0000-000000000000 \
+		AZURE_FEDERATED_TOKEN_FILE=/nonexistent/azure-identity-token \
+		AZURE_AUTHORITY_HOST=https://login.microsoftonline.com/ \
+		msiproxy --check --config "$k8s_config" || fail "msiproxy --check on the Kubernetes ConfigMap's config.toml"
+	ok "msiproxy --check on the Kubernetes ConfigMap's config.toml"
 fi
 
 # --man=no when man(1) is absent: verify would report the Documentation= page as missing.
