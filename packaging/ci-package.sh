@@ -52,6 +52,14 @@ trap 'exit 1' INT TERM HUP
 # file: CPackDeb's shlibdeps step needs it; python3-yaml: the Kubernetes manifest check.
 MSIPROXY_EXTRA_PACKAGES="lintian rpm file python3-yaml" sh "$(dirname "$0")/install-deps.sh"
 
+# The package ships whatever this build dir holds: say so when it is not a release build.
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt")
+sanitize=$(sed -n 's/^MSIPROXY_SANITIZE:[A-Z]*=//p' "$build/CMakeCache.txt")
+case "$build_type" in Release | RelWithDebInfo | MinSizeRel) ;; *)
+	say "WARNING: packaging a $build_type build (use Release or RelWithDebInfo for real packages)" ;;
+esac
+[ -z "$sanitize" ] || say "WARNING: packaging a build with sanitizers ($sanitize)"
+
 # ---- build the packages ----------------------------------------------------------------------
 say "building msiproxy and its compressed docs in $build"
 cmake --build "$build" --target msiproxy msiproxy_docs >/dev/null
