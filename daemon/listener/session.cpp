@@ -566,6 +566,9 @@ asio::awaitable<void> session::forward(request_parser& p, exchange_state& x,
         errc e = err.category() == msiproxy_category() ? static_cast<errc>(err.value())
                                                        : errc::upstream_protocol_error;
         x.close_after = x.close_after || !p.is_done();
+        if (e == errc::bad_request) {
+            co_return co_await send_error(x, e, "malformed request body (RFC 9112 chunked framing)");
+        }
         co_return co_await send_error(x, e, "upstream " + ep.key() + ": " + err.message(),
                                       "upstream " + ep.key());
     }
@@ -615,10 +618,16 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
             auto [rec, rn] = co_await http::async_read(client_, buf_, p, use_tuple);
             if (rec == http::error::need_buffer) rec = {};
             if (rec) {
-                // The client broke off or sent a bad chunk: nothing sensible can follow.
+                // The client broke off or sent bad chunk framing: the upstream holds a partial
+                // request that must never complete, and the client connection cannot go on.
+                error_code ignored;
+                upstream_tcp.socket().close(ignored);
                 x.close_after = true;
-                x.status = rec == beast::error::timeout ? 408 : 400;
-                x.head_sent = true;  // no answer: the client is gone or lying
+                if (rec.category() != http::make_error_code(http::error::bad_chunk).category() ||
+                    rec == http::error::end_of_stream || rec == http::error::partial_message) {
+                    x.status = rec == beast::error::timeout ? 408 : 400;
+                    x.head_sent = true;  // the client is gone: nobody to answer
+                }
                 co_return make_error_code(errc::bad_request);
             }
             const std::size_t got = chunk_.size() - req.body().size;
