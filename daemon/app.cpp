@@ -127,9 +127,9 @@ void app::impl::start() {
     worker.pool = pool.get();
     worker.tokens = tokens.get();
     worker.stats = &stats;
-    worker.current = std::make_shared<const runtime>(initial, env, own_endpoints);
-    previous_keys = worker.current->all_keys();
+    previous_keys = route_token_keys(initial, env);
     tokens->set_keys(previous_keys);
+    worker.current = std::make_shared<const runtime>(initial, env, own_endpoints, *tokens);
 
     admin.stats = &stats;
     admin.tokens = [this] {
@@ -305,15 +305,15 @@ void app::impl::apply(config cfg) {
         cfg.upstream.ca_file = old.upstream.ca_file;
     }
     setup_logging(cfg.log);
-    auto next = std::make_shared<const runtime>(std::move(cfg), process_env(), own_endpoints);
+    auto env = process_env();
     // Keys of the previous generation stay until the next reload: requests still in flight
-    // on it may need them.
-    auto keys = next->all_keys();
+    // on it may need them (they hold its slots, so they would not break, only stop refreshing).
+    auto keys = route_token_keys(cfg, env);
     auto wanted = keys;
     wanted.insert(wanted.end(), previous_keys.begin(), previous_keys.end());
     tokens->set_keys(wanted);
     previous_keys = std::move(keys);
-    worker.current = std::move(next);
+    worker.current = std::make_shared<const runtime>(std::move(cfg), env, own_endpoints, *tokens);
     spdlog::info("configuration reloaded: {} route(s)", worker.current->cfg.routes.size());
 }
 

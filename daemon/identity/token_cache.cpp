@@ -3,6 +3,7 @@
 #include "identity/token_cache.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -24,12 +25,16 @@ using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-struct token_cache::entry {
-    entry(asio::any_io_executor ex, token_key k) : key(std::move(k)), wake(ex), changed(ex) {
+class token_slot {
+public:
+    token_slot(asio::any_io_executor ex, token_key k) : key(std::move(k)), wake(ex), changed(ex) {
         // `changed` never expires: cancel() is the broadcast that wakes every waiter.
         changed.expires_at(steady::time_point::max());
     }
     token_key key;
+    // Written on the cache's thread, read from any: the only state shared across threads.
+    std::atomic<std::shared_ptr<const published_token>> published;
+    // The rest belongs to the cache's thread.
     std::shared_ptr<const access_token> current;
     sys_time usable_until{};
     sys_time refresh_at{};
@@ -139,6 +144,11 @@ asio::awaitable<void> token_cache::refresh_loop(std::shared_ptr<entry> e) {
             } else {
                 e->current = std::make_shared<const access_token>(std::move(*tok));
                 e->usable_until = plan.usable_until;
+                auto pub = std::make_shared<published_token>();
+                pub->token = e->current;
+                pub->usable_until = plan.usable_until;
+                pub->bearer = "Bearer " + e->current->value;
+                e->published.store(std::move(pub));
                 e->refresh_at = plan.refresh_at;
                 e->last_refresh = now;
                 e->last_failure.reset();
@@ -187,16 +197,30 @@ asio::awaitable<void> token_cache::refresh_loop(std::shared_ptr<entry> e) {
     e->changed.cancel();
 }
 
-asio::awaitable<token_cache::result> token_cache::get(const token_key& key,
-                                                      steady::time_point deadline) {
+std::shared_ptr<token_slot> token_cache::slot(const token_key& key) const {
     auto it = entries_.find(key.id());
-    if (it == entries_.end()) {
-        co_return result{nullptr, "no token is configured for resource " + key.resource, 5s};
-    }
-    auto e = it->second;
+    return it == entries_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const published_token> token_cache::peek(const token_slot& s, sys_time now) {
+    auto pub = s.published.load(std::memory_order_acquire);
+    return pub && now < pub->usable_until ? pub : nullptr;
+}
+
+asio::awaitable<token_cache::result> token_cache::get(std::shared_ptr<token_slot> s,
+                                                      steady::time_point deadline) {
+    if (!s) co_return result{nullptr, "no token is configured for this route", 5s};
+    if (auto pub = peek(*s, std::chrono::system_clock::now())) co_return result{pub, {}, 0s};
+    // Waiting touches the cache's own state: do it on the cache's thread.
+    co_return co_await asio::co_spawn(ex_, wait_for_token(std::move(s), deadline),
+                                      asio::use_awaitable);
+}
+
+asio::awaitable<token_cache::result> token_cache::wait_for_token(std::shared_ptr<entry> e,
+                                                                 steady::time_point deadline) {
     for (;;) {
         const auto now = std::chrono::system_clock::now();
-        if (e->current && now < e->usable_until) co_return result{e->current, {}, 0s};
+        if (auto pub = peek(*e, now)) co_return result{pub, {}, 0s};
         if (e->stopped || shut_down_) co_return result{nullptr, "msiproxy is shutting down", 5s};
         if (!e->fetching) {
             if (e->last_failure) {

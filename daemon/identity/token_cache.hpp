@@ -37,7 +37,20 @@ struct cache_options {
     std::chrono::milliseconds min_fetch_spacing{60}; // and 20 requests/s
 };
 
-// All members must be called on the cache's executor (the I/O thread that owns it).
+// What requests read without locks or I/O: the token, until when it may be sent, and the
+// default header value, formatted once per refresh rather than once per request.
+struct published_token {
+    std::shared_ptr<const access_token> token;
+    sys_time usable_until{};
+    std::string bearer;  // "Bearer <token>"
+};
+
+// One cached (identity, resource); opaque outside the cache. Requests hold it through their
+// config generation, so a lookup is never needed on the hot path.
+class token_slot;
+
+// Members run on the cache's executor (the first I/O thread), except peek(), which any thread
+// may call, and get(), which moves to that executor itself when it has to wait.
 class token_cache {
 public:
     token_cache(boost::asio::any_io_executor ex, std::shared_ptr<token_source> source,
@@ -50,14 +63,20 @@ public:
     // stop. Called at start and on reload. A reload also clears permanent failures.
     void set_keys(const std::vector<token_key>& keys);
 
+    // The slot of a cached key, nullptr when set_keys() did not name it.
+    std::shared_ptr<token_slot> slot(const token_key& key) const;
+
+    // The published token when it may be sent at `now`, else nullptr. Any thread; no I/O.
+    static std::shared_ptr<const published_token> peek(const token_slot& s, sys_time now);
+
     struct result {
-        std::shared_ptr<const access_token> token;  // set on success
-        std::string reason;                         // why not, for the 503 body and logs
+        std::shared_ptr<const published_token> token;  // set on success
+        std::string reason;                            // why not, for the 503 body and logs
         std::chrono::seconds retry_after{1};
     };
-    // A token usable now. Returns at once when one is cached; otherwise waits for the in-flight
-    // fetch until `deadline`. Never returns an expired token.
-    boost::asio::awaitable<result> get(const token_key& key,
+    // A token usable now: at once when one is published; otherwise waits for the in-flight
+    // fetch until `deadline`. Never returns a token past its usable time. Any thread.
+    boost::asio::awaitable<result> get(std::shared_ptr<token_slot> s,
                                        std::chrono::steady_clock::time_point deadline);
 
     // Asks for a new token for `key` after the upstream rejected the current one, at most once
@@ -70,7 +89,9 @@ public:
     void shutdown();
 
 private:
-    struct entry;
+    using entry = token_slot;
+    boost::asio::awaitable<result> wait_for_token(std::shared_ptr<entry> e,
+                                                  std::chrono::steady_clock::time_point deadline);
     boost::asio::awaitable<void> refresh_loop(std::shared_ptr<entry> e);
     boost::asio::awaitable<fetch_outcome> limited_fetch(const entry& e);
     double jitter();

@@ -429,25 +429,34 @@ asio::awaitable<void> session::handle(request_parser& p, exchange_state& x) {
     const route& r = *x.matched;
     // The token comes first: with none, nothing is forwarded (and a 100-continue client has not
     // sent its body yet).
-    auto deadline = steady::now() + rt.cfg.upstream.response_timeout;
-    auto got = co_await ctx_.tokens->get(rt.key_of(r), deadline);
-    if (!got.token) {
-        x.close_after = !p.is_done();
-        co_return co_await send_error(
-            x, errc::token_unavailable,
-            "no valid token for resource " + r.resource + ": " + got.reason, {},
-            static_cast<unsigned>(got.retry_after.count()));
+    const auto& slot = rt.slot_of(r);
+    auto pub = slot ? token_cache::peek(*slot, std::chrono::system_clock::now()) : nullptr;
+    if (!pub) {
+        auto deadline = steady::now() + rt.cfg.upstream.response_timeout;
+        auto got = co_await ctx_.tokens->get(slot, deadline);
+        pub = std::move(got.token);
+        if (!pub) {
+            x.close_after = !p.is_done();
+            co_return co_await send_error(
+                x, errc::token_unavailable,
+                "no valid token for resource " + r.resource + ": " + got.reason, {},
+                static_cast<unsigned>(got.retry_after.count()));
+        }
     }
 
     req.target(upstream_target_path(r, t.path));
     req.set(http::field::host, r.upstream.authority);
     if (r.client_authorization == client_auth_policy::replace || req.count(r.header) == 0) {
-        std::string value = r.value;
-        if (auto pos = value.find("{token}"); pos != std::string::npos) {
-            value.replace(pos, 7, got.token->value);
-        }
         req.erase(r.header);
-        req.set(r.header, value);
+        if (r.value == "Bearer {token}") {
+            req.set(r.header, pub->bearer);
+        } else {
+            std::string value = r.value;
+            if (auto pos = value.find("{token}"); pos != std::string::npos) {
+                value.replace(pos, 7, pub->token->value);
+            }
+            req.set(r.header, value);
+        }
     }
     upstream_endpoint ep{r.upstream.tls, r.upstream.host, r.upstream.port};
     co_await forward(p, x, ep, rt.route_policy);

@@ -20,23 +20,27 @@ class metrics;
 
 // One config generation, immutable once built. Requests hold a shared_ptr for their whole
 // life, so a reload never changes a request in flight.
+// The token keys a config's routes need, parallel to cfg.routes.
+std::vector<token_key> route_token_keys(const config& cfg, const env_lookup& env);
+
 struct runtime {
     // own: the proxy's and admin's bound endpoints, which no request may be sent back to.
-    runtime(config c, const env_lookup& env, std::vector<boost::asio::ip::tcp::endpoint> own);
+    // The token keys of `c` must already be set in `tokens` (slots are looked up once here).
+    runtime(config c, const env_lookup& env, std::vector<boost::asio::ip::tcp::endpoint> own,
+            const token_cache& tokens);
     runtime(const runtime&) = delete;
     runtime& operator=(const runtime&) = delete;
 
     config cfg;
     router routes;                            // points into cfg.routes
     std::vector<token_key> route_keys;        // parallel to cfg.routes
+    std::vector<std::shared_ptr<token_slot>> route_slots;  // parallel to cfg.routes
     destination_policy route_policy;          // for routed upstreams: no loops to ourselves
     destination_policy forward_policy;        // unmatched / CONNECT: also no link-local (IMDS)
 
-    const token_key& key_of(const route& r) const {
-        return route_keys[static_cast<std::size_t>(&r - cfg.routes.data())];
+    const std::shared_ptr<token_slot>& slot_of(const route& r) const {
+        return route_slots[static_cast<std::size_t>(&r - cfg.routes.data())];
     }
-    // Every distinct key the routes need, for the token cache.
-    std::vector<token_key> all_keys() const { return route_keys; }
 };
 
 // A live downstream connection, as the worker sees it.
