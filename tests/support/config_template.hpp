@@ -1,4 +1,5 @@
-// Test config templates: "{name}" placeholders filled from a map (ports, URLs, file paths).
+// Test config templates: "{name}" placeholders filled from a map (ports, URLs, file paths),
+// so one TOML text serves every test that only differs in where its fakes listen.
 #pragma once
 
 #include <map>

@@ -1,4 +1,5 @@
 // request_log and the header helpers shared by the fakes and the test client.
+// Header names compare case-insensitively, as HTTP says; values compare exactly.
 #include "support/http_record.hpp"
 
 #include <algorithm>

@@ -1,4 +1,5 @@
 // process_memory: /proc/self/clear_refs and /proc/self/status parsing.
+// Values in /proc/self/status are in KiB; we return bytes.
 #include "support/process_memory.hpp"
 
 #include <fstream>

@@ -1,5 +1,5 @@
-// proxy_fixture: config templating and the app's thread. The app is the real one; only its
-// listen addresses are forced to ephemeral loopback ports so tests can run in parallel.
+// proxy_fixture: the app's thread and lifetime. The app is the real one; only its listen
+// addresses are forced to ephemeral loopback ports so tests can run in parallel.
 #include "support/proxy_fixture.hpp"
 
 #include <exception>

@@ -15,6 +15,24 @@
 
 namespace msiproxy::test {
 
+// Typical use (see tests/integration/proxy_test.cpp):
+//
+//     test_environment env;                       // certs, fake IMDS, TLS + plain upstreams
+//     proxy_fixture proxy(R"([identity]
+//         source = "imds"
+//         endpoint = "{identity_url}"
+//         [upstream]
+//         ca_file = "{ca_file}"
+//         [[route]]
+//         name = "api"
+//         host = "api.test"
+//         upstream = "https://localhost:{upstream_port}/base"
+//         resource = "https://api.test")", env.vars());
+//     auto r = http_exchange(proxy.proxy_port(), proxy_request("GET", "http://api.test/x"));
+//     env.upstream.wait_for_requests(1);
+//
+// Declare the fixture after the fakes it talks to, so it stops first.
+//
 // Construction: substitute(), msiproxy::load_config_string (throws config_exception on a bad
 // template), then proxy and admin listen on 127.0.0.1:0, then app{cfg, {.handle_signals=false,
 // .notify_systemd=false}}, start() (throws bind_error), and run() on a thread.

@@ -1,4 +1,5 @@
 // test_environment: template variables and closed_port().
+// The fakes start in the member initialisers; nothing here does I/O after construction.
 #include "support/test_environment.hpp"
 
 #include <boost/asio/io_context.hpp>
