@@ -118,7 +118,10 @@ void app::impl::start() {
     auto choice = make_token_source(cfg.identity, env, ioc.get_executor(), tls);
     spdlog::info("identity source: {} ({})", choice.source->name(), choice.why);
     source = std::move(choice.source);
-    tokens = std::make_unique<token_cache>(ioc.get_executor(), source, &stats);
+    cache_options co;
+    co.backoff_cap = cfg.identity.retry_max;
+    co.fetch_timeout = cfg.identity.timeout;
+    tokens = std::make_unique<token_cache>(ioc.get_executor(), source, &stats, co);
     pool_options po;
     po.connect_timeout = cfg.upstream.connect_timeout;
     pool = std::make_unique<upstream_pool>(ioc.get_executor(), tls, po);

@@ -76,6 +76,8 @@ struct identity_config {
     identity_source_kind source = identity_source_kind::auto_detect;
     identity_selector selector;
     std::string endpoint;  // overrides the source's token endpoint URL when not empty
+    duration timeout = std::chrono::seconds(10);    // one token request, all phases
+    duration retry_max = std::chrono::seconds(60);  // cap of the retry backoff
 };
 
 struct upstream_config {

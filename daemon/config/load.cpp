@@ -117,8 +117,8 @@ constexpr std::string_view proxy_keys[]{
     "idle_timeout", "max_header_bytes", "max_connections", "threads", "shutdown_grace"};
 constexpr std::string_view admin_keys[]{"listen"};
 constexpr std::string_view log_keys[]{"level", "format", "access"};
-constexpr std::string_view identity_keys[]{"source", "client_id", "object_id", "resource_id",
-                                           "endpoint"};
+constexpr std::string_view identity_keys[]{"source",   "client_id", "object_id", "resource_id",
+                                           "endpoint", "timeout",   "retry_max"};
 constexpr std::string_view upstream_keys[]{"ca_file", "connect_timeout", "response_timeout"};
 constexpr std::string_view route_keys[]{"name",
                                         "host",
@@ -253,6 +253,8 @@ class loader {
             if (f.name == "client_id") read_string(f, id.selector.client_id);
             if (f.name == "object_id") read_string(f, id.selector.object_id);
             if (f.name == "resource_id") read_string(f, id.selector.resource_id);
+            if (f.name == "timeout") read_duration(f, id.timeout, false);
+            if (f.name == "retry_max") read_duration(f, id.retry_max, false);
             if (f.name == "endpoint") {
                 std::string text;
                 if (read_string(f, text) && !text.empty()) {

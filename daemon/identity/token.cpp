@@ -138,20 +138,24 @@ fetch_outcome parse_token_response(std::string_view body, sys_time now) {
     t.value = at->get<std::string>();
     t.obtained = now;
 
-    std::optional<sys_time> expires;
+    std::optional<sys_time> relative;  // expires_in, anchored at our receive time
+    std::optional<sys_time> absolute;  // expires_on, on the server's clock
     if (auto it = j.find("expires_in"); it != j.end()) {
-        if (auto n = json_integer(*it)) expires = now + seconds(*n);
+        if (auto n = json_integer(*it)) relative = now + seconds(*n);
     }
-    if (!expires) {
-        if (auto it = j.find("expires_on"); it != j.end()) {
-            if (auto n = json_integer(*it)) {
-                // Small numbers are relative lifetimes (MSAL .NET's rule), large ones epoch.
-                expires = *n < 978307200 ? now + seconds(*n) : sys_time(seconds(*n));
-            } else if (it->is_string()) {
-                expires = parse_expires_on(it->get_ref<const std::string&>());
-            }
+    if (auto it = j.find("expires_on"); it != j.end()) {
+        if (auto n = json_integer(*it)) {
+            // Small numbers are relative lifetimes (MSAL .NET's rule), large ones epoch.
+            absolute = *n < 978307200 ? now + seconds(*n) : sys_time(seconds(*n));
+        } else if (it->is_string()) {
+            absolute = parse_expires_on(it->get_ref<const std::string&>());
         }
     }
+    // expires_in counts from when the server answered, and we only see the answer later (a slow
+    // endpoint, a retried request): when expires_on is also given and earlier, but still in
+    // the future (no gross clock skew), it is the safer of the two.
+    std::optional<sys_time> expires = relative ? relative : absolute;
+    if (relative && absolute && *absolute > now && *absolute < *relative) expires = absolute;
     if (!expires) return bad("token response has no usable expires_in or expires_on");
     if (*expires <= now) return bad("token response says the token has already expired");
     t.expires_on = *expires;

@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
@@ -117,8 +118,29 @@ asio::awaitable<fetch_outcome> token_cache::limited_fetch(const entry& e) {
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     ++in_flight_;
-    auto outcome = co_await source_->fetch(e.key.resource, e.key.identity);
+    // The source's own I/O has timeouts; this bounds the whole attempt whatever the source
+    // does (a hung azure-cli child, a trickling endpoint). The loser is cancelled.
+    // (The outcome is boxed: awaitable_operators would flatten a bare std::variant into the
+    // race's own variant.)
+    struct boxed {
+        fetch_outcome value;
+    };
+    auto fetch = [](token_source& src, const token_key& key) -> asio::awaitable<boxed> {
+        boxed b;
+        b.value = co_await src.fetch(key.resource, key.identity);
+        co_return b;
+    };
+    asio::steady_timer limit(ex_, opts_.fetch_timeout);
+    auto raced = co_await (fetch(*source_, e.key) ||
+                           limit.async_wait(asio::as_tuple(asio::use_awaitable)));
     --in_flight_;
+    fetch_outcome outcome =
+        raced.index() == 0
+            ? std::get<0>(std::move(raced)).value
+            : fetch_outcome{fetch_failure{failure_kind::unreachable,
+                                          "no answer from the identity endpoint within " +
+                                              std::to_string(opts_.fetch_timeout.count()) + " ms",
+                                          true, std::nullopt, 0}};
     slot_freed_.cancel();
     co_return outcome;
 }
@@ -244,6 +266,11 @@ asio::awaitable<token_cache::result> token_cache::wait_for_token(std::shared_ptr
 }
 
 void token_cache::invalidate(const token_key& key, const std::string& why) {
+    asio::post(ex_, [this, key, why] { invalidate_now(key, why); });
+}
+
+void token_cache::invalidate_now(const token_key& key, const std::string& why) {
+    if (shut_down_) return;
     auto it = entries_.find(key.id());
     if (it == entries_.end()) return;
     auto& e = it->second;

@@ -32,7 +32,7 @@ struct token_key {
 
 struct cache_options {
     std::chrono::milliseconds backoff_cap{60000};
-    std::chrono::milliseconds fetch_timeout{10000};  // one attempt, all phases (informational)
+    std::chrono::milliseconds fetch_timeout{10000};  // one attempt, whatever the source does
     int max_concurrent_fetches = 4;                  // IMDS allows 5 concurrent per VM
     std::chrono::milliseconds min_fetch_spacing{60}; // and 20 requests/s
 };
@@ -80,7 +80,8 @@ public:
                                        std::chrono::steady_clock::time_point deadline);
 
     // Asks for a new token for `key` after the upstream rejected the current one, at most once
-    // per minute per key.
+    // per minute per key. Any thread (it posts to the cache's executor). The current token
+    // stays in use until the new one arrives: the rejection may be the upstream's mistake.
     void invalidate(const token_key& key, const std::string& why);
 
     std::vector<token_status> status() const;
@@ -93,6 +94,7 @@ private:
     boost::asio::awaitable<result> wait_for_token(std::shared_ptr<entry> e,
                                                   std::chrono::steady_clock::time_point deadline);
     boost::asio::awaitable<void> refresh_loop(std::shared_ptr<entry> e);
+    void invalidate_now(const token_key& key, const std::string& why);
     boost::asio::awaitable<fetch_outcome> limited_fetch(const entry& e);
     double jitter();
 

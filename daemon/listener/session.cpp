@@ -684,6 +684,14 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
 
     auto& res = rp->get();
     x.status = res.result_int();
+    if (x.status == 401 && x.matched) {
+        // RFC 6750: the upstream says the token is expired or revoked. Refresh it (rate-limited
+        // in the cache) so that a revoked token does not stick until its scheduled refresh.
+        auto challenge = res[http::field::www_authenticate];
+        if (challenge.find("invalid_token") != std::string_view::npos) {
+            ctx_.tokens->invalidate(rt.key_of(*x.matched), "HTTP 401 invalid_token from " + conn.key());
+        }
+    }
     const bool upstream_keep_alive = res.keep_alive();
     const bool client_http11 = p.get().version() >= 11;
     strip_hop_by_hop(res);

@@ -38,6 +38,9 @@ struct runtime {
     destination_policy route_policy;          // for routed upstreams: no loops to ourselves
     destination_policy forward_policy;        // unmatched / CONNECT: also no link-local (IMDS)
 
+    const token_key& key_of(const route& r) const {
+        return route_keys[static_cast<std::size_t>(&r - cfg.routes.data())];
+    }
     const std::shared_ptr<token_slot>& slot_of(const route& r) const {
         return route_slots[static_cast<std::size_t>(&r - cfg.routes.data())];
     }

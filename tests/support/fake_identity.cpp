@@ -89,6 +89,14 @@ void fake_identity::succeed() {
     behaviour_.delay = std::chrono::milliseconds(0);
 }
 
+std::optional<std::chrono::steady_clock::time_point> fake_identity::expiry_of(
+    const std::string& token) const {
+    std::lock_guard lock(mutex_);
+    auto it = expiry_.find(token);
+    if (it == expiry_.end()) return std::nullopt;
+    return it->second;
+}
+
 std::vector<std::string> fake_identity::issued_tokens() const {
     std::lock_guard lock(mutex_);
     return issued_;
@@ -130,6 +138,7 @@ fake_identity::answer fake_identity::decide(const recorded_request& req) {
     ++counter_;
     std::string token = b.token.empty() ? "fake-token-" + std::to_string(counter_) : b.token;
     issued_.push_back(token);
+    expiry_[token] = std::chrono::steady_clock::now() + b.lifetime;
     by_resource_[resource->second] = token;
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())

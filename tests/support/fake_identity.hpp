@@ -61,6 +61,8 @@ class fake_identity {
     // Tokens handed out, in order; and the last one handed out for a resource (nullopt: none).
     std::vector<std::string> issued_tokens() const;
     std::optional<std::string> token_for(const std::string& resource) const;
+    // When a token handed out expires, on the steady clock (nullopt: not one of ours).
+    std::optional<std::chrono::steady_clock::time_point> expiry_of(const std::string& token) const;
 
     void stop() { server_.stop(); }
 
@@ -79,6 +81,7 @@ class fake_identity {
     identity_behaviour behaviour_;
     std::uint64_t counter_ = 0;
     std::vector<std::string> issued_;
+    std::map<std::string, std::chrono::steady_clock::time_point> expiry_;
     std::map<std::string, std::string> by_resource_;
     request_log log_;
     server_thread server_;  // last: stopped and destroyed first

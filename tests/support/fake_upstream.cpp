@@ -41,6 +41,8 @@ struct steering {
     bool close = false;
     bool reset = false;
     bool echo = false;
+    bool drop = false;             // close silently after the response (no Connection: close)
+    std::string www_authenticate;  // WWW-Authenticate response header, when not empty
     std::chrono::milliseconds delay{0};
 };
 
@@ -69,6 +71,9 @@ steering read_steering(const http::request_header<>& h) {
     s.close = flag_field(h, "x-fake-close");
     s.reset = flag_field(h, "x-fake-reset");
     s.echo = flag_field(h, "x-fake-echo-headers");
+    s.drop = flag_field(h, "x-fake-drop");
+    if (auto it = h.find("x-fake-www-authenticate"); it != h.end())
+        s.www_authenticate = std::string(it->value());
     if (auto v = number_field(h, "x-fake-delay-ms")) s.delay = std::chrono::milliseconds(*v);
     return s;
 }
@@ -175,7 +180,7 @@ struct fake_upstream::session {
                 co_await timer.async_wait(use_tuple);
             }
             if (!co_await respond(stream, s, head, keep_alive, echo)) co_return;
-            if (!keep_alive) {
+            if (!keep_alive || s.drop) {
                 co_await close_stream(stream);
                 co_return;
             }
@@ -202,6 +207,7 @@ struct fake_upstream::session {
             out += "Content-Type: application/octet-stream\r\n";
         }
         if (!keep_alive) out += "Connection: close\r\n";
+        if (!s.www_authenticate.empty()) out += "WWW-Authenticate: " + s.www_authenticate + "\r\n";
         out += "\r\n";
         auto [ec, n] = co_await asio::async_write(stream, asio::buffer(out), use_tuple);
         if (ec) co_return false;

@@ -29,6 +29,7 @@ std::size_t count_header(const header_list& headers, std::string_view name) {
 }
 
 void request_log::add(recorded_request r) {
+    r.received_at = std::chrono::steady_clock::now();
     {
         std::lock_guard lock(mutex_);
         requests_.push_back(std::move(r));

@@ -32,6 +32,7 @@ struct recorded_request {
     std::uint64_t body_bytes = 0;
     std::uint64_t body_checksum = 0;  // checksum (byte_pattern.hpp) of the body bytes
     bool body_complete = true;        // false when the connection failed mid-body
+    std::chrono::steady_clock::time_point received_at{};  // set by request_log::add
 
     std::optional<std::string> header(std::string_view name) const {
         return find_header(headers, name);
