@@ -139,10 +139,10 @@ void app::impl::start() {
         // Only the keys the current config needs (a reload may have left others behind).
         auto all = tokens->status();
         std::vector<token_status> out;
-        for (const auto& k : worker.current->route_keys) {
-            for (auto& s : all) {
+        for (auto& s : all) {
+            for (const auto& k : worker.current->route_keys) {
                 if (s.resource == k.resource && s.identity == k.identity.describe()) {
-                    out.push_back(s);
+                    out.push_back(std::move(s));
                     break;
                 }
             }

@@ -355,7 +355,10 @@ void session::finish(exchange_state& x) {
     const std::string_view route_name = x.matched ? std::string_view(x.matched->name) : "";
     if (ctx_.stats) {
         ctx_.stats->request_finished(route_name, x.status, total);
-        if (!x.proxy_error.empty() && x.status >= 500) {
+        // Failures of the upstream exchange only (502/504, or a response cut short); a missing
+        // token is counted by msiproxy_token_refreshes_total{result="failure"}.
+        if (!x.proxy_error.empty() && (x.status == 502 || x.status == 504 ||
+                                       x.proxy_error == "http_protocol_error")) {
             ctx_.stats->upstream_error(route_name, x.proxy_error);
         }
     }
