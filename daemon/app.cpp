@@ -5,6 +5,8 @@
 #include <atomic>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -89,6 +91,7 @@ struct app::impl {
     admin_context admin;
     asio::signal_set signals;
     asio::steady_timer watchdog;
+    asio::cancellation_signal admin_cancel;
     config initial;
     std::vector<token_key> previous_keys;
     bool stopping = false;
@@ -154,7 +157,8 @@ void app::impl::start() {
     asio::co_spawn(ioc, accept_loop(), log_exceptions("proxy listener"));
     if (admin_acceptor) {
         asio::co_spawn(ioc, run_admin_server(std::move(*admin_acceptor), admin),
-                       log_exceptions("admin listener"));
+                       asio::bind_cancellation_slot(admin_cancel.slot(),
+                                                    log_exceptions("admin listener")));
         admin_acceptor.reset();
     }
     if (opts.handle_signals) {
@@ -247,7 +251,10 @@ asio::awaitable<void> app::impl::drain_then_exit() {
     error_code ec;
     signals.cancel(ec);
     watchdog.cancel();
-    // Admin connections and aborted sessions unwind on their own; do not wait on them long.
+    // /healthz answered until now, so that a supervisor saw the drain; the admin server and
+    // its connections stop here.
+    admin_cancel.emit(asio::cancellation_type::all);
+    // Aborted sessions unwind on their own; do not wait on them long.
     t.expires_after(500ms);
     co_await t.async_wait(use_tuple);
     ioc.stop();
