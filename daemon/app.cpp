@@ -221,11 +221,11 @@ void app::impl::begin_stop() {
         return;
     }
     stopping = true;
+    error_code ec;
+    if (proxy_acceptor) proxy_acceptor->close(ec);
     if (opts.notify_systemd) sd_notify_message("STOPPING=1");
     spdlog::info("stopping: no new connections; {} in flight, grace {} ms", worker.sessions.size(),
                  worker.current->cfg.proxy.shutdown_grace.count());
-    error_code ec;
-    if (proxy_acceptor) proxy_acceptor->close(ec);
     worker.draining = true;
     for (auto* s : std::vector<session_handle*>(worker.sessions.begin(), worker.sessions.end())) {
         s->drain();
