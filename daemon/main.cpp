@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
         "token",
         "fetch one token for RESOURCE as the daemon would, print its source, expiry and "
         "claims, and exit 0 or 1");
-    token_cmd->add_option("resource", token_opts.resource, "token audience (or a /.default scope)")
+    token_cmd->add_option("RESOURCE", token_opts.resource, "token audience (or a /.default scope)")
         ->required();
     token_cmd->add_option("--client-id", token_opts.client_id,
                           "user-assigned identity's client id (default: [identity] in the config)");

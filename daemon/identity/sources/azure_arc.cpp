@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 
 #include <boost/url/url.hpp>
 #include <nlohmann/json.hpp>
@@ -123,9 +124,10 @@ class azure_arc_source final : public token_source {
         // A blocking read on the I/O thread, acceptable here: a local file of at most 4 KiB,
         // its type and size checked on the open descriptor before reading; no symlinks.
         std::string key;
-        if (!read_small_file(path, max_key_bytes, key, error, false)) {
+        int open_errno = 0;
+        if (!read_small_file(path, max_key_bytes, key, error, false, &open_errno)) {
             fetch_failure f = challenge_failure(where, "Arc key file: " + error);
-            if (error.find("Permission denied") != std::string::npos) {
+            if (open_errno == EACCES) {
                 // Reading the agent's keys needs privileges the operator has to grant.
                 f.kind = failure_kind::endpoint_error;
                 f.retryable = false;

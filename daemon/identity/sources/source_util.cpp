@@ -81,11 +81,13 @@ fetch_failure unsupported_identity(std::string_view source, const identity_selec
 }
 
 bool read_small_file(const std::string& path, std::size_t max_bytes, std::string& out,
-                     std::string& error, bool follow_symlinks) {
+                     std::string& error, bool follow_symlinks, int* error_number) {
+    if (error_number) *error_number = 0;
     const int flags =
         O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (follow_symlinks ? 0 : O_NOFOLLOW);
     int fd = ::open(path.c_str(), flags);
     if (fd < 0) {
+        if (error_number) *error_number = errno;
         error = "cannot open " + path + ": " + std::strerror(errno);
         return false;
     }

@@ -36,8 +36,9 @@ fetch_failure unsupported_identity(std::string_view source, const identity_selec
 
 // Reads a small local file whole (at most max_bytes); false and `error` set otherwise. Blocking:
 // only for files on local disk whose size is bounded (token and key files). With
-// follow_symlinks false, a symbolic link as the last component is refused.
+// follow_symlinks false, a symbolic link as the last component is refused. `error_number`, when
+// given, receives the errno of a failed open (0 for the other failures).
 bool read_small_file(const std::string& path, std::size_t max_bytes, std::string& out,
-                     std::string& error, bool follow_symlinks = true);
+                     std::string& error, bool follow_symlinks = true, int* error_number = nullptr);
 
 }  // namespace msiproxy
