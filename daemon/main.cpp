@@ -10,6 +10,7 @@
 
 #include "app.hpp"
 #include "config/config.hpp"
+#include "identity/token_diagnostic.hpp"
 #include "log/logging.hpp"
 #include "version.hpp"
 
@@ -35,6 +36,20 @@ int main(int argc, char** argv) {
                    "config file (default: $MSIPROXY_CONFIG, then /etc/msiproxy/config.toml)");
     cli.add_flag("--check", check, "validate the config, print the routes, and exit 0 or 1");
     cli.add_flag("-V,--version", version, "print the version and exit");
+
+    // `msiproxy token RESOURCE`: fetch one token with the configured identity and describe it.
+    msiproxy::token_diagnostic_options token_opts;
+    CLI::App* token_cmd = cli.add_subcommand(
+        "token",
+        "fetch one token for RESOURCE as the daemon would, print its source, expiry and "
+        "claims, and exit 0 or 1");
+    token_cmd->add_option("RESOURCE", token_opts.resource, "token audience (or a /.default scope)")
+        ->required();
+    token_cmd->add_option("--client-id", token_opts.client_id,
+                          "user-assigned identity's client id (default: [identity] in the config)");
+    token_cmd->add_option("-c,--config", config_path, "config file (as for the daemon)");
+    token_cmd->add_flag("--raw", token_opts.raw, "also print the token itself");
+    cli.require_subcommand(0, 1);
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -59,6 +74,12 @@ int main(int argc, char** argv) {
     if (check) {
         std::cout << config_path << ": OK\n" << msiproxy::describe_routes(cfg);
         return 0;
+    }
+    if (token_cmd->parsed()) {
+        // Only warnings and errors on stderr: stdout is the report.
+        spdlog::set_level(spdlog::level::warn);
+        return msiproxy::run_token_diagnostic(cfg, token_opts, msiproxy::process_env(), std::cout,
+                                              std::cerr);
     }
 
     try {
