@@ -47,7 +47,7 @@ std::string form_decode(std::string_view s) {
 
 }  // namespace
 
-std::string recorded_request::header(std::string_view name) const {
+std::string endpoint_request::header(std::string_view name) const {
     std::string n = lower(name);
     for (const auto& [k, v] : headers) {
         if (k == n) return v;
@@ -55,7 +55,7 @@ std::string recorded_request::header(std::string_view name) const {
     return {};
 }
 
-bool recorded_request::has_header(std::string_view name) const {
+bool endpoint_request::has_header(std::string_view name) const {
     std::string n = lower(name);
     for (const auto& h : headers) {
         if (h.first == n) return true;
@@ -63,21 +63,21 @@ bool recorded_request::has_header(std::string_view name) const {
     return false;
 }
 
-std::string recorded_request::query_value(std::string_view key) const {
+std::string endpoint_request::query_value(std::string_view key) const {
     for (const auto& [k, v] : query) {
         if (k == key) return v;
     }
     return {};
 }
 
-bool recorded_request::has_query(std::string_view key) const {
+bool endpoint_request::has_query(std::string_view key) const {
     for (const auto& q : query) {
         if (q.first == key) return true;
     }
     return false;
 }
 
-std::vector<std::pair<std::string, std::string>> recorded_request::form() const {
+std::vector<std::pair<std::string, std::string>> endpoint_request::form() const {
     std::vector<std::pair<std::string, std::string>> out;
     std::size_t pos = 0;
     while (pos <= body.size() && !body.empty()) {
@@ -92,7 +92,7 @@ std::vector<std::pair<std::string, std::string>> recorded_request::form() const 
     return out;
 }
 
-std::string recorded_request::form_value(std::string_view key) const {
+std::string endpoint_request::form_value(std::string_view key) const {
     for (const auto& [k, v] : form()) {
         if (k == key) return v;
     }
@@ -110,7 +110,7 @@ struct fake_token_endpoint::state {
 
 fake_token_endpoint::fake_token_endpoint(asio::io_context& ioc, asio::ssl::context* tls)
     : state_(std::make_shared<state>(ioc)),
-      requests_(std::make_shared<std::vector<recorded_request>>()) {
+      requests_(std::make_shared<std::vector<endpoint_request>>()) {
     state_->tls = tls;
     state_->owner = this;
     fallback.body = token_body();
@@ -123,7 +123,7 @@ fake_token_endpoint::fake_token_endpoint(asio::io_context& ioc, asio::ssl::conte
             co_await http::async_read(stream, buf, req, asio::as_tuple(asio::use_awaitable));
         (void)n;
         if (rec || !st->owner) co_return;
-        recorded_request r;
+        endpoint_request r;
         r.method = std::string(req.method_string());
         r.target = std::string(req.target());
         if (auto u = boost::urls::parse_origin_form(r.target)) {

@@ -15,7 +15,7 @@
 
 namespace msiproxy::test {
 
-struct recorded_request {
+struct endpoint_request {
     std::string method;
     std::string target;                                        // as sent
     std::string path;                                          // decoded
@@ -56,10 +56,10 @@ class fake_token_endpoint {
     // Replies are taken in order; when none is left, `fallback` answers (default: 200 with a
     // valid token). A handler, when set, overrides both.
     void push(canned_reply r);
-    std::function<canned_reply(const recorded_request&)> handler;
+    std::function<canned_reply(const endpoint_request&)> handler;
     canned_reply fallback;
 
-    const std::vector<recorded_request>& requests() const { return *requests_; }
+    const std::vector<endpoint_request>& requests() const { return *requests_; }
     void stop();
 
     // A token response body with expires_in seconds.
@@ -68,7 +68,7 @@ class fake_token_endpoint {
   private:
     struct state;
     std::shared_ptr<state> state_;
-    std::shared_ptr<std::vector<recorded_request>> requests_;
+    std::shared_ptr<std::vector<endpoint_request>> requests_;
 };
 
 }  // namespace msiproxy::test

@@ -37,7 +37,7 @@
 using namespace msiproxy;
 using msiproxy::test::canned_reply;
 using msiproxy::test::fake_token_endpoint;
-using msiproxy::test::recorded_request;
+using msiproxy::test::endpoint_request;
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
 
@@ -295,7 +295,7 @@ namespace {
 void arc_agent(fake_token_endpoint& fake, std::string realm, std::string key,
                std::string body = fake_token_endpoint::token_body("arc-token")) {
     fake.handler = [realm = std::move(realm), key = std::move(key),
-                    body = std::move(body)](const recorded_request& r) {
+                    body = std::move(body)](const endpoint_request& r) {
         if (!r.has_header("authorization")) {
             return canned_reply{401, {{"WWW-Authenticate", "Basic realm=" + realm}}, ""};
         }
