@@ -3,6 +3,8 @@
 #include "app.hpp"
 
 #include <atomic>
+#include <functional>
+#include <thread>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -49,14 +51,20 @@ auto log_exceptions(const char* what) {
     };
 }
 
-tcp::acceptor bind_listener(asio::io_context& ioc, const listen_address& where, const char* name) {
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// shared_port: several workers listen on the same port and the kernel spreads connections
+// over them (SO_REUSEPORT); set only then, so no other process can share a lone listener.
+tcp::acceptor bind_listener(asio::io_context& ioc, const listen_address& where, const char* name,
+                            bool shared_port = false, std::uint16_t port_override = 0) {
     error_code ec;
     auto addr = asio::ip::make_address(where.host == "localhost" ? "127.0.0.1" : where.host, ec);
     if (ec) throw bind_error(std::string(name) + ": invalid address '" + where.host + "'");
-    tcp::endpoint ep(addr, where.port);
+    tcp::endpoint ep(addr, port_override ? port_override : where.port);
     tcp::acceptor acc(ioc);
     acc.open(ep.protocol(), ec);
     if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec && shared_port) acc.set_option(reuse_port(true), ec);
     if (!ec) acc.bind(ep, ec);
     if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
@@ -67,6 +75,33 @@ tcp::acceptor bind_listener(asio::io_context& ioc, const listen_address& where, 
 }
 
 }  // namespace
+
+// One I/O thread: its event loop, listener, upstream pool and sessions (STYLE.md's worker
+// model). Worker 0 runs on the thread that calls app::run() and also hosts the token cache,
+// the admin server, signals and the watchdog.
+struct worker {
+    explicit worker(asio::io_context* shared) {
+        if (!shared) owned = std::make_unique<asio::io_context>(1);
+        ioc = shared ? shared : owned.get();
+    }
+    std::unique_ptr<asio::io_context> owned;  // workers 1..N-1
+    asio::io_context* ioc;
+    std::unique_ptr<upstream_pool> pool;
+    worker_context ctx;
+    std::optional<tcp::acceptor> acceptor;
+    std::size_t max_sessions = 0;
+    bool stopping = false;
+    std::thread thread;
+
+    void abort_sessions() {
+        for (auto* s : std::vector<session_handle*>(ctx.sessions.begin(), ctx.sessions.end())) {
+            s->abort();
+        }
+    }
+    asio::awaitable<void> accept_loop();
+    void begin_drain(std::function<void()> then);
+    asio::awaitable<void> drain(std::chrono::milliseconds grace, std::function<void()> then);
+};
 
 struct app::impl {
     impl(config cfg, options o)
@@ -79,13 +114,11 @@ struct app::impl {
     // Declared first, destroyed last: every member below holds I/O objects of it.
     asio::io_context ioc{1};
     options opts;
-    asio::ssl::context tls;
-    metrics stats;
+    asio::ssl::context tls;  // shared by all workers: OpenSSL contexts are thread-safe
+    metrics stats;           // thread-safe
     std::shared_ptr<token_source> source;
-    std::unique_ptr<token_cache> tokens;
-    std::unique_ptr<upstream_pool> pool;
-    worker_context worker;
-    std::optional<tcp::acceptor> proxy_acceptor;
+    std::unique_ptr<token_cache> tokens;  // on worker 0; get() and invalidate() from any
+    std::vector<std::unique_ptr<worker>> workers;
     std::optional<tcp::acceptor> admin_acceptor;
     std::vector<tcp::endpoint> own_endpoints;
     admin_context admin;
@@ -94,6 +127,7 @@ struct app::impl {
     asio::cancellation_signal admin_cancel;
     config initial;
     std::vector<token_key> previous_keys;
+    std::shared_ptr<const runtime> current;  // worker 0's view; each worker holds its own copy
     bool stopping = false;
     bool started = false;
 
@@ -101,17 +135,23 @@ struct app::impl {
     void begin_stop();
     void apply(config cfg);
     void reload_from_file();
-    asio::awaitable<void> accept_loop();
-    asio::awaitable<void> drain_then_exit();
     asio::awaitable<void> signal_loop();
     asio::awaitable<void> watchdog_loop(std::chrono::microseconds interval);
+    void finish_stop();
     void notify_status();
+    std::size_t connections() const { return static_cast<std::size_t>(stats.connections_active()); }
 };
 
 void app::impl::start() {
     const config& cfg = initial;
-    proxy_acceptor.emplace(bind_listener(ioc, cfg.proxy.listen, "proxy.listen"));
-    own_endpoints.push_back(proxy_acceptor->local_endpoint());
+    const unsigned n = std::max(1u, cfg.proxy.threads);
+    for (unsigned i = 0; i < n; ++i) workers.push_back(std::make_unique<worker>(i == 0 ? &ioc : nullptr));
+    std::uint16_t port = 0;
+    for (auto& w : workers) {
+        w->acceptor.emplace(bind_listener(*w->ioc, cfg.proxy.listen, "proxy.listen", n > 1, port));
+        port = w->acceptor->local_endpoint().port();
+    }
+    own_endpoints.push_back(workers[0]->acceptor->local_endpoint());
     if (!cfg.admin.listen.empty()) {
         admin_acceptor.emplace(bind_listener(ioc, cfg.admin.listen, "admin.listen"));
         own_endpoints.push_back(admin_acceptor->local_endpoint());
@@ -125,17 +165,22 @@ void app::impl::start() {
     co.backoff_cap = cfg.identity.retry_max;
     co.fetch_timeout = cfg.identity.timeout;
     tokens = std::make_unique<token_cache>(ioc.get_executor(), source, &stats, co);
-    pool_options po;
-    po.connect_timeout = cfg.upstream.connect_timeout;
-    pool = std::make_unique<upstream_pool>(ioc.get_executor(), tls, po);
-
-    worker.ex = ioc.get_executor();
-    worker.pool = pool.get();
-    worker.tokens = tokens.get();
-    worker.stats = &stats;
     previous_keys = route_token_keys(initial, env);
     tokens->set_keys(previous_keys);
-    worker.current = std::make_shared<const runtime>(initial, env, own_endpoints, *tokens);
+    current = std::make_shared<const runtime>(initial, env, own_endpoints, *tokens);
+
+    pool_options po;
+    po.connect_timeout = cfg.upstream.connect_timeout;
+    for (auto& w : workers) {
+        w->pool = std::make_unique<upstream_pool>(w->ioc->get_executor(), tls, po);
+        w->ctx.ex = w->ioc->get_executor();
+        w->ctx.pool = w->pool.get();
+        w->ctx.tokens = tokens.get();
+        w->ctx.stats = &stats;
+        w->ctx.current = current;
+        w->max_sessions = (cfg.proxy.max_connections + n - 1) / n;
+        asio::co_spawn(*w->ioc, w->accept_loop(), log_exceptions("proxy listener"));
+    }
 
     admin.stats = &stats;
     admin.tokens = [this] {
@@ -143,7 +188,7 @@ void app::impl::start() {
         auto all = tokens->status();
         std::vector<token_status> out;
         for (auto& s : all) {
-            for (const auto& k : worker.current->route_keys) {
+            for (const auto& k : current->route_keys) {
                 if (s.resource == k.resource && s.identity == k.identity.describe()) {
                     out.push_back(std::move(s));
                     break;
@@ -152,9 +197,8 @@ void app::impl::start() {
         }
         return out;
     };
-    admin.listening = [this] { return proxy_acceptor && proxy_acceptor->is_open() && !stopping; };
+    admin.listening = [this] { return !stopping; };
 
-    asio::co_spawn(ioc, accept_loop(), log_exceptions("proxy listener"));
     if (admin_acceptor) {
         asio::co_spawn(ioc, run_admin_server(std::move(*admin_acceptor), admin),
                        asio::bind_cancellation_slot(admin_cancel.slot(),
@@ -173,9 +217,8 @@ void app::impl::start() {
         }
     }
     started = true;
-    spdlog::info("msiproxy {} listening on {} with {} route(s)", MSIPROXY_VERSION,
-                 cfg.proxy.listen.host + ":" + std::to_string(proxy_acceptor->local_endpoint().port()),
-                 cfg.routes.size());
+    spdlog::info("msiproxy {} listening on {}:{} with {} route(s), {} worker thread(s)",
+                 MSIPROXY_VERSION, cfg.proxy.listen.host, port, cfg.routes.size(), n);
     if (opts.notify_systemd) {
         sd_notify_message("READY=1");
         notify_status();
@@ -184,22 +227,21 @@ void app::impl::start() {
 
 void app::impl::notify_status() {
     if (!opts.notify_systemd) return;
-    sd_notify_message("STATUS=serving " + std::to_string(worker.current->cfg.routes.size()) +
-                      " route(s), " + std::to_string(worker.sessions.size()) + " connection(s)");
+    sd_notify_message("STATUS=serving " + std::to_string(current->cfg.routes.size()) +
+                      " route(s), " + std::to_string(connections()) + " connection(s)");
 }
 
-asio::awaitable<void> app::impl::accept_loop() {
-    asio::steady_timer pause(ioc);
-    while (proxy_acceptor && proxy_acceptor->is_open()) {
-        const auto limit = worker.current->cfg.proxy.max_connections;
-        if (worker.sessions.size() >= limit) {
+asio::awaitable<void> worker::accept_loop() {
+    asio::steady_timer pause(*ioc);
+    while (acceptor && acceptor->is_open()) {
+        if (ctx.sessions.size() >= max_sessions) {
             // Back-pressure: leave new connections in the kernel's backlog until one ends.
             pause.expires_after(5ms);
             co_await pause.async_wait(use_tuple);
             continue;
         }
-        auto [ec, socket] = co_await proxy_acceptor->async_accept(use_tuple);
-        if (ec == asio::error::operation_aborted || !proxy_acceptor->is_open()) break;
+        auto [ec, socket] = co_await acceptor->async_accept(use_tuple);
+        if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
         if (ec) {
             // EMFILE and friends: log, breathe, and keep serving the connections we have.
             log_rate_limited("accept", spdlog::level::err, "accept failed: " + ec.message());
@@ -207,56 +249,79 @@ asio::awaitable<void> app::impl::accept_loop() {
             co_await pause.async_wait(use_tuple);
             continue;
         }
-        asio::co_spawn(ioc, run_session(std::move(socket), worker), log_exceptions("session"));
+        asio::co_spawn(*ioc, run_session(std::move(socket), ctx), log_exceptions("session"));
     }
 }
 
-void app::impl::begin_stop() {
+// On the worker's own thread: stop accepting, let sessions finish within the grace period,
+// then close what is left and call `then` (also on this thread).
+void worker::begin_drain(std::function<void()> then) {
     if (stopping) {
-        // A second SIGTERM/SIGINT while draining: stop now.
-        spdlog::warn("second stop request: closing {} connection(s) now", worker.sessions.size());
-        for (auto* s : std::vector<session_handle*>(worker.sessions.begin(), worker.sessions.end())) {
-            s->abort();
-        }
+        // A second stop request while draining: stop now.
+        abort_sessions();
         return;
     }
     stopping = true;
     error_code ec;
-    if (proxy_acceptor) proxy_acceptor->close(ec);
-    if (opts.notify_systemd) sd_notify_message("STOPPING=1");
-    spdlog::info("stopping: no new connections; {} in flight, grace {} ms", worker.sessions.size(),
-                 worker.current->cfg.proxy.shutdown_grace.count());
-    worker.draining = true;
-    for (auto* s : std::vector<session_handle*>(worker.sessions.begin(), worker.sessions.end())) {
-        s->drain();
-    }
-    asio::co_spawn(ioc, drain_then_exit(), log_exceptions("shutdown"));
+    if (acceptor) acceptor->close(ec);
+    ctx.draining = true;
+    for (auto* s : std::vector<session_handle*>(ctx.sessions.begin(), ctx.sessions.end())) s->drain();
+    asio::co_spawn(*ioc, drain(ctx.current->cfg.proxy.shutdown_grace, std::move(then)),
+                   log_exceptions("shutdown"));
 }
 
-asio::awaitable<void> app::impl::drain_then_exit() {
-    const auto deadline = std::chrono::steady_clock::now() + worker.current->cfg.proxy.shutdown_grace;
-    asio::steady_timer t(ioc);
-    while (!worker.sessions.empty() && std::chrono::steady_clock::now() < deadline) {
+asio::awaitable<void> worker::drain(std::chrono::milliseconds grace, std::function<void()> then) {
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    asio::steady_timer t(*ioc);
+    while (!ctx.sessions.empty() && std::chrono::steady_clock::now() < deadline) {
         t.expires_after(10ms);
         co_await t.async_wait(use_tuple);
     }
-    if (!worker.sessions.empty()) {
-        spdlog::warn("shutdown grace over: closing {} connection(s)", worker.sessions.size());
-        for (auto* s : std::vector<session_handle*>(worker.sessions.begin(), worker.sessions.end())) {
-            s->abort();
+    if (!ctx.sessions.empty()) {
+        spdlog::warn("shutdown grace over: closing {} connection(s)", ctx.sessions.size());
+        abort_sessions();
+    }
+    pool->shutdown();
+    // Aborted sessions unwind on their own; do not wait on them long.
+    t.expires_after(300ms);
+    co_await t.async_wait(use_tuple);
+    then();
+}
+
+void app::impl::begin_stop() {
+    if (stopping) {
+        spdlog::warn("second stop request: closing {} connection(s) now", connections());
+        for (auto& w : workers) asio::post(*w->ioc, [w = w.get()] { w->abort_sessions(); });
+        return;
+    }
+    stopping = true;
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+        worker* w = workers[i].get();
+        std::function<void()> then;
+        if (i == 0) {
+            then = [this] { finish_stop(); };
+        } else {
+            then = [w] { w->ioc->stop(); };
+        }
+        if (i == 0) {
+            w->begin_drain(std::move(then));  // closes worker 0's listener before STOPPING=1
+        } else {
+            asio::post(*w->ioc, [w, then = std::move(then)]() mutable { w->begin_drain(std::move(then)); });
         }
     }
+    if (opts.notify_systemd) sd_notify_message("STOPPING=1");
+    spdlog::info("stopping: no new connections; {} in flight, grace {} ms", connections(),
+                 current->cfg.proxy.shutdown_grace.count());
+}
+
+void app::impl::finish_stop() {
     tokens->shutdown();
-    pool->shutdown();
     error_code ec;
     signals.cancel(ec);
     watchdog.cancel();
     // /healthz answered until now, so that a supervisor saw the drain; the admin server and
     // its connections stop here.
     admin_cancel.emit(asio::cancellation_type::all);
-    // Aborted sessions unwind on their own; do not wait on them long.
-    t.expires_after(500ms);
-    co_await t.async_wait(use_tuple);
     ioc.stop();
 }
 
@@ -283,7 +348,7 @@ asio::awaitable<void> app::impl::watchdog_loop(std::chrono::microseconds interva
 }
 
 void app::impl::reload_from_file() {
-    const std::string path = worker.current->cfg.path;
+    const std::string path = current->cfg.path;
     spdlog::info("SIGHUP: reloading {}", path);
     if (opts.notify_systemd) sd_notify_reloading();
     try {
@@ -301,7 +366,7 @@ void app::impl::reload_from_file() {
 }
 
 void app::impl::apply(config cfg) {
-    const auto& old = worker.current->cfg;
+    const auto& old = current->cfg;
     if (cfg.proxy.listen.to_string() != old.proxy.listen.to_string() ||
         cfg.admin.listen.to_string() != old.admin.listen.to_string() ||
         cfg.identity.source != old.identity.source || cfg.identity.endpoint != old.identity.endpoint ||
@@ -323,8 +388,12 @@ void app::impl::apply(config cfg) {
     wanted.insert(wanted.end(), previous_keys.begin(), previous_keys.end());
     tokens->set_keys(wanted);
     previous_keys = std::move(keys);
-    worker.current = std::make_shared<const runtime>(std::move(cfg), env, own_endpoints, *tokens);
-    spdlog::info("configuration reloaded: {} route(s)", worker.current->cfg.routes.size());
+    current = std::make_shared<const runtime>(std::move(cfg), env, own_endpoints, *tokens);
+    // Each worker swaps on its own thread; requests in flight keep the generation they began with.
+    for (auto& w : workers) {
+        asio::post(*w->ioc, [w = w.get(), rt = current] { w->ctx.current = rt; });
+    }
+    spdlog::info("configuration reloaded: {} route(s)", current->cfg.routes.size());
 }
 
 app::app(config cfg, options opts) : impl_(std::make_unique<impl>(std::move(cfg), opts)) {}
@@ -332,18 +401,19 @@ app::app(config cfg, options opts) : impl_(std::make_unique<impl>(std::move(cfg)
 app::~app() {
     if (!impl_) return;
     // Let whatever still runs see its sockets closed, so coroutine frames end before the
-    // objects they point into are destroyed.
+    // objects they point into are destroyed. The worker threads have been joined by run().
     auto& i = *impl_;
-    if (i.started) {
-        for (auto* s : std::vector<session_handle*>(i.worker.sessions.begin(), i.worker.sessions.end())) {
-            s->abort();
-        }
-        if (i.tokens) i.tokens->shutdown();
-        if (i.pool) i.pool->shutdown();
+    if (!i.started) return;
+    if (i.tokens) i.tokens->shutdown();
+    for (auto& w : i.workers) {
+        w->abort_sessions();
+        if (w->pool) w->pool->shutdown();
         error_code ec;
-        if (i.proxy_acceptor) i.proxy_acceptor->close(ec);
-        i.ioc.restart();
-        i.ioc.run_for(200ms);
+        if (w->acceptor) w->acceptor->close(ec);
+    }
+    for (auto& w : i.workers) {
+        w->ioc->restart();
+        w->ioc->run_for(200ms);
     }
 }
 
@@ -358,7 +428,16 @@ std::uint16_t app::admin_port() const {
 }
 
 int app::run() {
+    auto& workers = impl_->workers;
+    for (std::size_t n = 1; n < workers.size(); ++n) {
+        workers[n]->thread = std::thread([w = workers[n].get()] { w->ioc->run(); });
+    }
     impl_->ioc.run();
+    // Worker 0 stops last (after its own drain); make sure the others have too.
+    for (std::size_t n = 1; n < workers.size(); ++n) {
+        workers[n]->ioc->stop();
+        workers[n]->thread.join();
+    }
     spdlog::info("stopped");
     return 0;
 }

@@ -171,6 +171,10 @@ void metrics::connection_opened() {
     impl_->connections.fetch_add(1, std::memory_order_relaxed);
 }
 
+std::int64_t metrics::connections_active() const {
+    return impl_->connections.load(std::memory_order_relaxed);
+}
+
 void metrics::connection_closed() {
     impl_->connections.fetch_sub(1, std::memory_order_relaxed);
 }

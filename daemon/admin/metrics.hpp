@@ -2,6 +2,7 @@
 // Thread-safe; label values are route names, resources and error types, never tokens.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,6 +25,7 @@ public:
     void token_expiry(std::string_view resource, double unix_seconds);
     void connection_opened();
     void connection_closed();
+    std::int64_t connections_active() const;
 
     // Prometheus text exposition format 0.0.4, with # HELP and # TYPE lines.
     std::string render() const;

@@ -206,3 +206,30 @@ TEST_CASE("a pooled connection the upstream closed is replaced for an idempotent
     CHECK(r->status == 200);
     CHECK(env.upstream.requests().size() == 2);
 }
+
+TEST_CASE("two worker threads share the port, the token cache and a reload",
+          "[integration][threads]") {
+    t::test_environment env;
+    const std::string two_threads = "[proxy]\nthreads = 2\n" + std::string(config_template);
+    t::proxy_fixture proxy(two_threads, env.vars());
+
+    std::vector<std::thread> clients;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < 16; ++i) {
+        clients.emplace_back([&] {
+            for (int j = 0; j < 10; ++j) {
+                t::client_connection c(proxy.proxy_port());
+                for (int k = 0; k < 5; ++k) {
+                    auto r = c.request(get());
+                    if (r && r->status == 200) ++ok;
+                }
+            }
+        });
+    }
+    for (auto& c : clients) c.join();
+    CHECK(ok == 16 * 10 * 5);
+    CHECK(env.identity.request_count() == 1);
+    // Both workers accepted connections (the kernel spreads them over the two listeners).
+    const auto seen = env.upstream.requests().all();
+    CHECK(seen.size() == 800u);
+}
