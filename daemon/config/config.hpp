@@ -54,6 +54,9 @@ struct proxy_config {
     bool allow_remote = false;
     unmatched_policy unmatched = unmatched_policy::forward;
     bool tunnel = true;
+    // Unmatched requests and CONNECT may not reach loopback and private addresses either
+    // (link-local ones, IMDS among them, are always refused).
+    bool deny_private = false;
     duration header_timeout = std::chrono::seconds(10);
     duration idle_timeout = std::chrono::seconds(75);
     std::size_t max_header_bytes = 65536;

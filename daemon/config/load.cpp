@@ -113,7 +113,7 @@ struct field {
 };
 
 constexpr std::string_view proxy_keys[]{
-    "listen",       "allow_remote",     "unmatched",       "tunnel",  "header_timeout",
+    "listen",       "allow_remote",     "unmatched",       "tunnel",  "header_timeout", "deny_private",
     "idle_timeout", "max_header_bytes", "max_connections", "threads", "shutdown_grace"};
 constexpr std::string_view admin_keys[]{"listen"};
 constexpr std::string_view log_keys[]{"level", "format", "access"};
@@ -187,6 +187,7 @@ class loader {
             if (!record(f, k)) continue;
             if (f.name == "listen") read_listen(f, p.listen, false);
             if (f.name == "allow_remote") read_bool(f, p.allow_remote);
+            if (f.name == "deny_private") read_bool(f, p.deny_private);
             if (f.name == "unmatched") {
                 read_choice<unmatched_policy>(
                     f, {{"forward", unmatched_policy::forward}, {"deny", unmatched_policy::deny}},

@@ -20,6 +20,7 @@ runtime::runtime(config c, const env_lookup& env, std::vector<boost::asio::ip::t
     route_policy.forbidden = own;
     forward_policy.forbidden = std::move(own);
     forward_policy.forbid_link_local = true;
+    forward_policy.forbid_private = cfg.proxy.deny_private;
 }
 
 }  // namespace msiproxy

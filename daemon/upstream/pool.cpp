@@ -72,6 +72,19 @@ bool is_link_local(const asio::ip::address& a) {
     return v6.is_link_local();
 }
 
+bool is_private(const asio::ip::address& a) {
+    if (a.is_loopback() || a.is_unspecified()) return true;
+    auto v4 = [](const asio::ip::address_v4& x) {
+        auto b = x.to_bytes();
+        return b[0] == 10 || b[0] == 127 || (b[0] == 172 && (b[1] & 0xf0) == 16) ||
+               (b[0] == 192 && b[1] == 168) || (b[0] == 100 && (b[1] & 0xc0) == 64) || b[0] == 0;
+    };
+    if (a.is_v4()) return v4(a.to_v4());
+    auto v6 = a.to_v6();
+    if (v6.is_v4_mapped()) return v4(asio::ip::make_address_v4(asio::ip::v4_mapped, v6));
+    return (v6.to_bytes()[0] & 0xfe) == 0xfc;  // unique local fc00::/7
+}
+
 bool same_host_endpoint(const tcp::endpoint& dest, const tcp::endpoint& listener) {
     if (dest.port() != listener.port()) return false;
     if (listener.address().is_unspecified()) return dest.address().is_loopback();
@@ -81,6 +94,7 @@ bool same_host_endpoint(const tcp::endpoint& dest, const tcp::endpoint& listener
 bool allowed(const tcp::endpoint& ep, const destination_policy* policy) {
     if (!policy) return true;
     if (policy->forbid_link_local && is_link_local(ep.address())) return false;
+    if (policy->forbid_private && is_private(ep.address())) return false;
     for (const auto& l : policy->forbidden) {
         if (same_host_endpoint(ep, l)) return false;
     }

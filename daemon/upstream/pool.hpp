@@ -28,6 +28,7 @@ struct pool_options {
 // What a destination may not be; checked on every resolved address before connecting.
 struct destination_policy {
     bool forbid_link_local = false;  // 169.254.0.0/16 and fe80::/10 (IMDS and friends)
+    bool forbid_private = false;     // loopback, 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7
     std::vector<boost::asio::ip::tcp::endpoint> forbidden;  // our own listeners
 };
 
