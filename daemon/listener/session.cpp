@@ -311,7 +311,8 @@ asio::awaitable<void> session::handle(request_parser& p, exchange_state& x) {
     // with Transfer-Encoding and differing Content-Lengths; any transfer coding but a lone
     // "chunked" is refused here, since the upstream might decode it differently.
     if (!transfer_encoding_acceptable(req.count(http::field::transfer_encoding),
-                                      req[http::field::transfer_encoding], req.has_content_length())) {
+                                      req[http::field::transfer_encoding],
+                                      req.has_content_length())) {
         x.close_after = true;
         co_return co_await send_error(x, errc::bad_request,
                                       "Transfer-Encoding other than a single \"chunked\"");

@@ -147,7 +147,8 @@ TEST_CASE("token: absurd numbers are unusable, not undefined behaviour", "[unit]
         R"({"access_token":"a","expires_in":9e18,"expires_on":"1800003600"})", now));
     CHECK(t.expires_on == now + 3600s);
     // A nonsense refresh_in is ignored.
-    t = ok(parse_token_response(R"({"access_token":"a","expires_in":3600,"refresh_in":1e19})", now));
+    t = ok(parse_token_response(R"({"access_token":"a","expires_in":3600,"refresh_in":1e19})",
+                                now));
     CHECK_FALSE(t.refresh_on);
     CHECK_FALSE(parse_expires_on("99999999999999"));
     CHECK_FALSE(parse_expires_on("9999-12-31T23:59:59Z"));
