@@ -29,6 +29,21 @@ std::string_view to_string(failure_kind k) {
 
 namespace {
 
+// Seconds a token field may hold, as a lifetime or since the epoch (2106): beyond it the value
+// is nonsense, and turning it into system_clock's nanoseconds would overflow.
+constexpr long long max_time_seconds = 1LL << 32;
+
+// A double that fits in long long (the cast is undefined otherwise).
+std::optional<long long> to_integer(double d) {
+    if (!std::isfinite(d) || std::fabs(d) >= 9.0e18) return std::nullopt;
+    return static_cast<long long>(d);
+}
+
+std::optional<seconds> bounded_seconds(std::optional<long long> n) {
+    if (!n || *n > max_time_seconds || *n < -max_time_seconds) return std::nullopt;
+    return seconds(*n);
+}
+
 std::optional<long long> as_integer(std::string_view s) {
     while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
     while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
@@ -38,8 +53,8 @@ std::optional<long long> as_integer(std::string_view s) {
         // "3599.0" and the like
         double d = 0;
         auto [p2, ec2] = std::from_chars(s.data(), s.data() + s.size(), d);
-        if (ec2 != std::errc() || p2 != s.data() + s.size() || !std::isfinite(d)) return std::nullopt;
-        return static_cast<long long>(d);
+        if (ec2 != std::errc() || p2 != s.data() + s.size()) return std::nullopt;
+        return to_integer(d);
     }
     return v;
 }
@@ -48,9 +63,7 @@ std::optional<long long> as_integer(std::string_view s) {
 std::optional<long long> json_integer(const nlohmann::json& j) {
     if (j.is_number_integer()) return j.get<long long>();
     if (j.is_number_float()) {
-        double d = j.get<double>();
-        if (!std::isfinite(d)) return std::nullopt;
-        return static_cast<long long>(d);
+        return to_integer(j.get<double>());
     }
     if (j.is_string()) return as_integer(j.get_ref<const std::string&>());
     return std::nullopt;
@@ -62,7 +75,7 @@ std::optional<sys_time> from_tm_utc(std::tm tm, int offset_seconds) {
         return std::nullopt;
     }
     std::time_t t = timegm(&tm);
-    if (t == static_cast<std::time_t>(-1)) return std::nullopt;
+    if (t == static_cast<std::time_t>(-1) || t > max_time_seconds) return std::nullopt;
     return std::chrono::system_clock::from_time_t(t - offset_seconds);
 }
 
@@ -82,8 +95,9 @@ std::optional<int> parse_offset(std::string_view s) {
 
 std::optional<sys_time> parse_expires_on(std::string_view text) {
     if (auto n = as_integer(text)) {
-        if (*n <= 0) return std::nullopt;
-        return sys_time(seconds(*n));
+        auto sec = bounded_seconds(n);
+        if (!sec || *sec <= seconds(0)) return std::nullopt;
+        return sys_time(*sec);
     }
     std::string s(text);
     std::tm tm{};
@@ -141,12 +155,14 @@ fetch_outcome parse_token_response(std::string_view body, sys_time now) {
     std::optional<sys_time> relative;  // expires_in, anchored at our receive time
     std::optional<sys_time> absolute;  // expires_on, on the server's clock
     if (auto it = j.find("expires_in"); it != j.end()) {
-        if (auto n = json_integer(*it)) relative = now + seconds(*n);
+        if (auto n = bounded_seconds(json_integer(*it))) relative = now + *n;
     }
     if (auto it = j.find("expires_on"); it != j.end()) {
         if (auto n = json_integer(*it)) {
             // Small numbers are relative lifetimes (MSAL .NET's rule), large ones epoch.
-            absolute = *n < 978307200 ? now + seconds(*n) : sys_time(seconds(*n));
+            if (auto sec = bounded_seconds(n)) {
+                absolute = *n < 978307200 ? now + *sec : sys_time(*sec);
+            }
         } else if (it->is_string()) {
             absolute = parse_expires_on(it->get_ref<const std::string&>());
         }
@@ -160,7 +176,9 @@ fetch_outcome parse_token_response(std::string_view body, sys_time now) {
     if (*expires <= now) return bad("token response says the token has already expired");
     t.expires_on = *expires;
     if (auto it = j.find("refresh_in"); it != j.end()) {
-        if (auto n = json_integer(*it); n && *n > 0) t.refresh_on = now + seconds(*n);
+        if (auto n = bounded_seconds(json_integer(*it)); n && *n > seconds(0)) {
+            t.refresh_on = now + *n;
+        }
     }
     return t;
 }
@@ -194,7 +212,11 @@ fetch_failure classify_http_failure(unsigned status, std::string_view body,
         if (c == '\r' || c == '\n') c = ' ';
     }
     f.message = "HTTP " + std::to_string(status) + (detail.empty() ? "" : ": " + detail);
-    if (auto n = as_integer(retry_after_header); n && *n >= 0) f.retry_after = seconds(*n);
+    // Capped at a day: backoff_delay waits 10 minutes at most anyway, and the value is later
+    // converted to finer units.
+    if (auto n = as_integer(retry_after_header); n && *n >= 0) {
+        f.retry_after = seconds(std::min<long long>(*n, 24 * 3600));
+    }
 
     if (status == 429) {
         f.kind = failure_kind::throttled;

@@ -20,6 +20,7 @@
 
 #include "admin/metrics.hpp"
 #include "common/error.hpp"
+#include "listener/request_head.hpp"
 #include "log/logging.hpp"
 
 namespace msiproxy {
@@ -68,29 +69,6 @@ void strip_hop_by_hop(Fields& f) {
         f.erase(fld);
     }
 }
-
-// The request head's raw text, before Beast parses it: RFC 9112 forbids obs-fold (a line
-// starting with whitespace) in requests and requires CRLF line ends; a proxy that let either
-// through could disagree with the upstream about where headers or messages end.
-bool raw_head_is_clean(std::string_view head) {
-    std::size_t pos = head.find('\n');
-    while (pos != std::string_view::npos && pos + 1 < head.size()) {
-        if (pos == 0 || head[pos - 1] != '\r') return false;
-        char next = head[pos + 1];
-        if (next == ' ' || next == '\t') return false;
-        pos = head.find('\n', pos + 1);
-    }
-    return true;
-}
-
-struct target_info {
-    bool absolute = false;  // absolute-form (forward proxy)
-    bool tls = false;       // absolute-form https://
-    std::string host;       // lower-case, no brackets
-    std::uint16_t port = 80;
-    std::string authority;  // as the client wrote it (absolute-form) or the Host header
-    std::string path;       // origin-form path + query, starts with '/'
-};
 
 class session final : public session_handle {
 public:
@@ -190,18 +168,7 @@ asio::awaitable<session::head_result> session::read_head(request_parser& p, bool
             continue;
         }
         // The head ends at the first empty line; a bare LF is rejected in raw_head_is_clean.
-        std::size_t from = scanned > 3 ? scanned - 3 : 0;
-        std::size_t end = std::string_view::npos;
-        for (std::size_t i = data.find('\n', from); i != std::string_view::npos; i = data.find('\n', i + 1)) {
-            if (i + 1 < data.size() && data[i + 1] == '\n') {
-                end = i + 2;
-                break;
-            }
-            if (i + 2 < data.size() && data[i + 1] == '\r' && data[i + 2] == '\n') {
-                end = i + 3;
-                break;
-            }
-        }
+        std::size_t end = find_head_end(data, scanned > 3 ? scanned - 3 : 0);
         if (end != std::string_view::npos) {
             if (end > limit) co_return head_result::too_large;
             auto head = data.substr(0, end);
@@ -269,52 +236,9 @@ asio::awaitable<void> session::send_error(exchange_state& x, errc e, std::string
 
 bool session::parse_target(const request_parser& p, target_info& t, std::string& why) {
     const auto& req = p.get();
-    std::string_view target = req.target();
-    if (!target.empty() && target.front() == '/') {
-        t.absolute = false;
-        t.path = std::string(target);
-        // Exactly one Host header (RFC 9112 section 3.2).
-        auto count = std::distance(req.equal_range(http::field::host).first,
-                                   req.equal_range(http::field::host).second);
-        if (count != 1) {
-            why = count == 0 ? "missing Host header" : "more than one Host header";
-            return false;
-        }
-        t.authority = std::string(req[http::field::host]);
-        auto auth = boost::urls::parse_authority(t.authority);
-        if (!auth || auth->has_userinfo() || t.authority.empty()) {
-            why = "invalid Host header";
-            return false;
-        }
-        t.host = std::string(auth->host_address());
-        t.port = auth->has_port() ? auth->port_number() : 80;
-        if (auth->has_port() && auth->port_number() == 0) {
-            why = "invalid port in Host header";
-            return false;
-        }
-    } else {
-        auto u = boost::urls::parse_absolute_uri(target);
-        if (!u || !u->has_authority() || u->host().empty() || u->has_userinfo() ||
-            u->has_fragment()) {
-            why = "request target must be origin-form (/path) or an absolute http:// URL";
-            return false;
-        }
-        auto scheme = u->scheme_id();
-        if (scheme != boost::urls::scheme::http && scheme != boost::urls::scheme::https) {
-            why = "only http:// and https:// request targets are proxied";
-            return false;
-        }
-        t.absolute = true;
-        t.tls = scheme == boost::urls::scheme::https;
-        t.host = std::string(u->host_address());
-        t.port = u->has_port() ? u->port_number() : (t.tls ? 443 : 80);
-        t.authority = std::string(u->encoded_host_and_port());
-        t.path = std::string(u->encoded_path());
-        if (t.path.empty()) t.path = "/";
-        if (u->has_query()) t.path += "?" + std::string(u->encoded_query());
-    }
-    to_lower_ascii(t.host);
-    return true;
+    auto hosts = req.equal_range(http::field::host);
+    auto count = static_cast<std::size_t>(std::distance(hosts.first, hosts.second));
+    return parse_request_target(req.target(), count, req[http::field::host], t, why);
 }
 
 asio::awaitable<void> session::run() {
@@ -386,14 +310,12 @@ asio::awaitable<void> session::handle(request_parser& p, exchange_state& x) {
     // Ambiguous framing (RFC 9112 section 6.3): Beast already refused Content-Length together
     // with Transfer-Encoding and differing Content-Lengths; any transfer coding but a lone
     // "chunked" is refused here, since the upstream might decode it differently.
-    if (req.count(http::field::transfer_encoding) > 0) {
-        auto te = req[http::field::transfer_encoding];
-        if (req.count(http::field::transfer_encoding) != 1 || !iequals(te, "chunked") ||
-            req.has_content_length()) {
-            x.close_after = true;
-            co_return co_await send_error(x, errc::bad_request,
-                                          "Transfer-Encoding other than a single \"chunked\"");
-        }
+    if (!transfer_encoding_acceptable(req.count(http::field::transfer_encoding),
+                                      req[http::field::transfer_encoding],
+                                      req.has_content_length())) {
+        x.close_after = true;
+        co_return co_await send_error(x, errc::bad_request,
+                                      "Transfer-Encoding other than a single \"chunked\"");
     }
 
     if (req.method() == http::verb::connect) co_return co_await handle_connect(p, x);

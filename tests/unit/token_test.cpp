@@ -133,3 +133,32 @@ TEST_CASE("token: backoff doubles to the cap and honours Retry-After", "[unit][t
     CHECK(backoff_delay(0, 60s, 0.5, 30s) == 30000ms);
     CHECK(backoff_delay(0, 60s, 0.5, 24h) == 600000ms);
 }
+
+// Found by tests/fuzz/token_response_fuzz.cpp: out-of-range numbers were cast (1e300 to long long)
+// or scaled to system_clock's nanoseconds (overflow), both undefined behaviour.
+TEST_CASE("token: absurd numbers are unusable, not undefined behaviour", "[unit][token]") {
+    failed(parse_token_response(R"({"access_token":"a","expires_in":1e300})", now));
+    failed(parse_token_response(R"({"access_token":"a","expires_in":"-1e300"})", now));
+    failed(parse_token_response(R"({"access_token":"a","expires_in":"99999999999999"})", now));
+    failed(parse_token_response(R"({"access_token":"a","expires_on":99999999999999})", now));
+    failed(parse_token_response(R"({"access_token":"a","expires_on":-9223372036854775808})", now));
+    // A sane expires_on still wins over a nonsense expires_in.
+    auto t = ok(parse_token_response(
+        R"({"access_token":"a","expires_in":9e18,"expires_on":"1800003600"})", now));
+    CHECK(t.expires_on == now + 3600s);
+    // A nonsense refresh_in is ignored.
+    t = ok(parse_token_response(R"({"access_token":"a","expires_in":3600,"refresh_in":1e19})",
+                                now));
+    CHECK_FALSE(t.refresh_on);
+    CHECK_FALSE(parse_expires_on("99999999999999"));
+    CHECK_FALSE(parse_expires_on("9999-12-31T23:59:59Z"));
+    CHECK_FALSE(parse_expires_on("12/31/9999 11:59:59 PM +00:00"));
+    CHECK(parse_expires_on("2100-01-01T00:00:00Z"));
+}
+
+TEST_CASE("token: a huge Retry-After is capped, not overflowed", "[unit][token]") {
+    auto f = classify_http_failure(429, "", "99999999999999999");
+    REQUIRE(f.retry_after);
+    CHECK(*f.retry_after == 24h);
+    CHECK(backoff_delay(0, 60s, 0.5, f.retry_after) == 10min);
+}
