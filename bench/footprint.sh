@@ -121,8 +121,8 @@ read -r ready_med ready_min ready_max < <(python3 "$W/ready.py" "$BIN" "$W/msipr
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
 verdict() { awk -v v="$1" -v g="$2" 'BEGIN {print (v <= g) ? "met" : "NOT met"}'; }
 echo
-printf '%-44s %-12s %-10s %s\n' "figure" "value" "goal" ""
-printf '%-44s %-12s %-10s %s\n' "idle RSS (after token fetch)" "$(mib "$idle")" "<= 10 MiB" "$(verdict "$idle" 10240)"
-printf '%-44s %-12s %-10s %s\n' "RSS with $K idle keep-alive clients" "$(mib "$loaded")" "<= 100 MiB" "$(verdict "$loaded" 102400)"
-printf '%-44s %-12s %-10s %s\n' "start to READY=1 (median of 7; min $ready_min, max $ready_max)" "$ready_med ms" "<= 50 ms" "$(verdict "$ready_med" 50)"
+printf '%-60s %-12s %-10s %s\n' "figure" "value" "goal" ""
+printf '%-60s %-12s %-10s %s\n' "idle RSS (after token fetch)" "$(mib "$idle")" "<= 10 MiB" "$(verdict "$idle" 10240)"
+printf '%-60s %-12s %-10s %s\n' "RSS with $K idle keep-alive clients" "$(mib "$loaded")" "<= 100 MiB" "$(verdict "$loaded" 102400)"
+printf '%-60s %-12s %-10s %s\n' "start to READY=1 (median of 7; min $ready_min, max $ready_max)" "$ready_med ms" "<= 50 ms" "$(verdict "$ready_med" 50)"
 echo "($answered of $K clients got a 200; per idle client: $(awk -v a="$loaded" -v b="$idle" -v k="$K" 'BEGIN {printf "%.2f KiB", (a - b) / k}'))"

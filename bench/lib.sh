@@ -13,8 +13,11 @@ bench_need() { # tool...
 
 # Release build; tests off so only the daemon is compiled.
 bench_build() {
-  cmake -S "$ROOT" -B "$ROOT/build-release" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMSIPROXY_BUILD_TESTS=OFF >/dev/null
-  ninja -C "$ROOT/build-release" msiproxy >/dev/null
+  mkdir -p "$ROOT/build-release"
+  cmake -S "$ROOT" -B "$ROOT/build-release" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMSIPROXY_BUILD_TESTS=OFF >"$ROOT/build-release/bench-build.log" 2>&1 ||
+    { cat "$ROOT/build-release/bench-build.log" >&2; return 1; }
+  ninja -C "$ROOT/build-release" msiproxy >>"$ROOT/build-release/bench-build.log" 2>&1 ||
+    { cat "$ROOT/build-release/bench-build.log" >&2; return 1; }
   BIN="$ROOT/build-release/daemon/msiproxy"
   export BIN
 }

@@ -22,11 +22,22 @@ mkdir -p "$OUT"
 RAW=$(mktemp /tmp/msiproxy-bench-raw.XXXX)
 trap 'rm -f "$RAW"' EXIT
 
+# The rig listens on fixed ports (18080-18086): where possible run it in a private network
+# namespace with its own loopback, so leftovers or a parallel run of it on this machine can't clash.
+rig() {
+  if unshare --net true 2>/dev/null; then
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare --net bash -c 'ip link set lo up && exec bash "$0" "$@"' "$ANCHORS" "$@"
+  else
+    bash "$ANCHORS" "$@"
+  fi
+}
+
 # One line per proxy per run: size, label, rps, p99 (as wrk prints it), error note.
 for size in $SIZES; do
   for i in $(seq "$N"); do
     echo "== ${size}-byte responses, run $i/$N" >&2
-    bash "$ANCHORS" -d "$D" -c "$C" -s "$size" -b "$BIN" | tee /dev/stderr |
+    rig -d "$D" -c "$C" -s "$size" -b "$BIN" | tee -a /dev/stderr |
       awk -v size="$size" '/ rps=/ {
         label = substr($0, 1, index($0, " rps=") - 1); sub(/ +$/, "", label)
         rest = substr($0, index($0, " rps="))
