@@ -4,7 +4,10 @@
 
 #include <atomic>
 #include <functional>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -367,17 +370,30 @@ void app::impl::reload_from_file() {
 
 void app::impl::apply(config cfg) {
     const auto& old = current->cfg;
-    if (cfg.proxy.listen.to_string() != old.proxy.listen.to_string() ||
-        cfg.admin.listen.to_string() != old.admin.listen.to_string() ||
-        cfg.identity.source != old.identity.source || cfg.identity.endpoint != old.identity.endpoint ||
-        cfg.upstream.ca_file != old.upstream.ca_file) {
-        spdlog::warn("listen addresses, [identity] source/endpoint and upstream.ca_file change "
-                     "only on restart; the other settings apply now");
-        cfg.proxy.listen = old.proxy.listen;
-        cfg.admin.listen = old.admin.listen;
-        cfg.identity.source = old.identity.source;
-        cfg.identity.endpoint = old.identity.endpoint;
-        cfg.upstream.ca_file = old.upstream.ca_file;
+    // Settings read once at start: a reload keeps the running values and names what it ignored.
+    std::vector<std::string_view> kept;
+    auto keep = [&kept](auto& now, const auto& before, std::string_view key) {
+        if (now == before) return;
+        now = before;
+        kept.push_back(key);
+    };
+    if (cfg.proxy.listen.to_string() != old.proxy.listen.to_string()) kept.push_back("proxy.listen");
+    cfg.proxy.listen = old.proxy.listen;
+    if (cfg.admin.listen.to_string() != old.admin.listen.to_string()) kept.push_back("admin.listen");
+    cfg.admin.listen = old.admin.listen;
+    keep(cfg.proxy.threads, old.proxy.threads, "proxy.threads");
+    keep(cfg.identity.source, old.identity.source, "identity.source");
+    keep(cfg.identity.endpoint, old.identity.endpoint, "identity.endpoint");
+    keep(cfg.identity.timeout, old.identity.timeout, "identity.timeout");
+    keep(cfg.identity.retry_max, old.identity.retry_max, "identity.retry_max");
+    keep(cfg.upstream.ca_file, old.upstream.ca_file, "upstream.ca_file");
+    keep(cfg.upstream.connect_timeout, old.upstream.connect_timeout, "upstream.connect_timeout");
+    if (!kept.empty()) {
+        std::string names;
+        for (auto k : kept) names.append(names.empty() ? "" : ", ").append(k);
+        spdlog::warn("reload: {} change(s) only on restart; keeping the running value(s), the "
+                     "other settings apply now",
+                     names);
     }
     setup_logging(cfg.log);
     auto env = process_env();

@@ -305,7 +305,11 @@ TEST_CASE("256 MiB up and down stream through the proxy with bounded memory", "[
     const auto peak = t::peak_rss_bytes();
     REQUIRE(peak);
     INFO("peak RSS reset: " << reset << ", baseline " << *baseline << ", peak " << *peak);
-    CHECK(*peak - std::min(*peak, *baseline) < 64ull * 1024 * 1024);
+    if (t::rss_reflects_buffering()) {
+        CHECK(*peak - std::min(*peak, *baseline) < 64ull * 1024 * 1024);
+    } else {
+        WARN("AddressSanitizer build: the RSS bound is checked in the plain build only");
+    }
 }
 
 TEST_CASE("chunked upload with Expect: 100-continue arrives complete", "[integration]") {

@@ -14,4 +14,20 @@ bool reset_peak_rss();
 std::optional<std::uint64_t> peak_rss_bytes();
 std::optional<std::uint64_t> current_rss_bytes();
 
+// False under AddressSanitizer: its quarantine keeps up to 256 MiB of freed memory resident and
+// its shadow memory grows with every allocation, so RSS says nothing about the code's buffering.
+constexpr bool rss_reflects_buffering() {
+#if defined(__SANITIZE_ADDRESS__)
+    return false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return false;
+#else
+    return true;
+#endif
+#else
+    return true;
+#endif
+}
+
 }  // namespace msiproxy::test
