@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -19,7 +20,6 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include "admin/admin_server.hpp"
 #include "admin/metrics.hpp"
@@ -148,7 +148,8 @@ struct app::impl {
 void app::impl::start() {
     const config& cfg = initial;
     const unsigned n = std::max(1u, cfg.proxy.threads);
-    for (unsigned i = 0; i < n; ++i) workers.push_back(std::make_unique<worker>(i == 0 ? &ioc : nullptr));
+    for (unsigned i = 0; i < n; ++i)
+        workers.push_back(std::make_unique<worker>(i == 0 ? &ioc : nullptr));
     std::uint16_t port = 0;
     for (auto& w : workers) {
         w->acceptor.emplace(bind_listener(*w->ioc, cfg.proxy.listen, "proxy.listen", n > 1, port));
@@ -203,9 +204,9 @@ void app::impl::start() {
     admin.listening = [this] { return !stopping; };
 
     if (admin_acceptor) {
-        asio::co_spawn(ioc, run_admin_server(std::move(*admin_acceptor), admin),
-                       asio::bind_cancellation_slot(admin_cancel.slot(),
-                                                    log_exceptions("admin listener")));
+        asio::co_spawn(
+            ioc, run_admin_server(std::move(*admin_acceptor), admin),
+            asio::bind_cancellation_slot(admin_cancel.slot(), log_exceptions("admin listener")));
         admin_acceptor.reset();
     }
     if (opts.handle_signals) {
@@ -268,7 +269,8 @@ void worker::begin_drain(std::function<void()> then) {
     error_code ec;
     if (acceptor) acceptor->close(ec);
     ctx.draining = true;
-    for (auto* s : std::vector<session_handle*>(ctx.sessions.begin(), ctx.sessions.end())) s->drain();
+    for (auto* s : std::vector<session_handle*>(ctx.sessions.begin(), ctx.sessions.end()))
+        s->drain();
     asio::co_spawn(*ioc, drain(ctx.current->cfg.proxy.shutdown_grace, std::move(then)),
                    log_exceptions("shutdown"));
 }
@@ -294,7 +296,8 @@ asio::awaitable<void> worker::drain(std::chrono::milliseconds grace, std::functi
 void app::impl::begin_stop() {
     if (stopping) {
         spdlog::warn("second stop request: closing {} connection(s) now", connections());
-        for (auto& w : workers) asio::post(*w->ioc, [w = w.get()] { w->abort_sessions(); });
+        for (auto& w : workers)
+            asio::post(*w->ioc, [w = w.get()] { w->abort_sessions(); });
         return;
     }
     stopping = true;
@@ -309,7 +312,8 @@ void app::impl::begin_stop() {
         if (i == 0) {
             w->begin_drain(std::move(then));  // closes worker 0's listener before STOPPING=1
         } else {
-            asio::post(*w->ioc, [w, then = std::move(then)]() mutable { w->begin_drain(std::move(then)); });
+            asio::post(*w->ioc,
+                       [w, then = std::move(then)]() mutable { w->begin_drain(std::move(then)); });
         }
     }
     if (opts.notify_systemd) sd_notify_message("STOPPING=1");
@@ -357,7 +361,8 @@ void app::impl::reload_from_file() {
     try {
         apply(load_config_file(path));
     } catch (const config_exception& e) {
-        for (const auto& err : e.errors()) spdlog::error("reload rejected: {}", err.format());
+        for (const auto& err : e.errors())
+            spdlog::error("reload rejected: {}", err.format());
         spdlog::error("keeping the running configuration");
     } catch (const std::exception& e) {
         spdlog::error("reload rejected: {}; keeping the running configuration", e.what());
@@ -377,9 +382,11 @@ void app::impl::apply(config cfg) {
         now = before;
         kept.push_back(key);
     };
-    if (cfg.proxy.listen.to_string() != old.proxy.listen.to_string()) kept.push_back("proxy.listen");
+    if (cfg.proxy.listen.to_string() != old.proxy.listen.to_string())
+        kept.push_back("proxy.listen");
     cfg.proxy.listen = old.proxy.listen;
-    if (cfg.admin.listen.to_string() != old.admin.listen.to_string()) kept.push_back("admin.listen");
+    if (cfg.admin.listen.to_string() != old.admin.listen.to_string())
+        kept.push_back("admin.listen");
     cfg.admin.listen = old.admin.listen;
     keep(cfg.proxy.threads, old.proxy.threads, "proxy.threads");
     keep(cfg.identity.source, old.identity.source, "identity.source");
@@ -390,10 +397,12 @@ void app::impl::apply(config cfg) {
     keep(cfg.upstream.connect_timeout, old.upstream.connect_timeout, "upstream.connect_timeout");
     if (!kept.empty()) {
         std::string names;
-        for (auto k : kept) names.append(names.empty() ? "" : ", ").append(k);
-        spdlog::warn("reload: {} change(s) only on restart; keeping the running value(s), the "
-                     "other settings apply now",
-                     names);
+        for (auto k : kept)
+            names.append(names.empty() ? "" : ", ").append(k);
+        spdlog::warn(
+            "reload: {} change(s) only on restart; keeping the running value(s), the "
+            "other settings apply now",
+            names);
     }
     setup_logging(cfg.log);
     auto env = process_env();
@@ -433,7 +442,9 @@ app::~app() {
     }
 }
 
-void app::start() { impl_->start(); }
+void app::start() {
+    impl_->start();
+}
 
 std::uint16_t app::proxy_port() const {
     return impl_->own_endpoints.empty() ? 0 : impl_->own_endpoints[0].port();
@@ -463,11 +474,12 @@ void app::stop() {
 }
 
 void app::reload(config cfg) {
-    asio::post(impl_->ioc, [i = impl_.get(), c = std::make_shared<config>(std::move(cfg))]() mutable {
-        if (i->opts.notify_systemd) sd_notify_reloading();
-        i->apply(std::move(*c));
-        if (i->opts.notify_systemd) sd_notify_message("READY=1");
-    });
+    asio::post(impl_->ioc,
+               [i = impl_.get(), c = std::make_shared<config>(std::move(cfg))]() mutable {
+                   if (i->opts.notify_systemd) sd_notify_reloading();
+                   i->apply(std::move(*c));
+                   if (i->opts.notify_systemd) sd_notify_message("READY=1");
+               });
 }
 
 }  // namespace msiproxy

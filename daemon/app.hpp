@@ -10,7 +10,7 @@
 namespace msiproxy {
 
 class app {
-public:
+  public:
     struct options {
         bool handle_signals = true;  // SIGTERM/SIGINT stop, SIGHUP reload (tests turn it off)
         bool notify_systemd = true;  // sd_notify when NOTIFY_SOCKET is set
@@ -34,13 +34,13 @@ public:
     // Thread-safe: swap in a new config for new requests (what SIGHUP does after loading it).
     void reload(config cfg);
 
-private:
+  private:
     struct impl;
     std::unique_ptr<impl> impl_;
 };
 
 class bind_error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

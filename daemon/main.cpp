@@ -5,8 +5,8 @@
 #include <iostream>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "app.hpp"
 #include "config/config.hpp"
@@ -22,7 +22,8 @@ std::string default_config_path() {
 }
 
 void print_config_errors(const msiproxy::config_exception& e) {
-    for (const auto& err : e.errors()) std::cerr << err.format() << '\n';
+    for (const auto& err : e.errors())
+        std::cerr << err.format() << '\n';
 }
 
 }  // namespace

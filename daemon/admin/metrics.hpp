@@ -10,7 +10,7 @@
 namespace msiproxy {
 
 class metrics {
-public:
+  public:
     metrics();
     ~metrics();
     metrics(const metrics&) = delete;
@@ -30,7 +30,7 @@ public:
     // Prometheus text exposition format 0.0.4, with # HELP and # TYPE lines.
     std::string render() const;
 
-private:
+  private:
     struct impl;
     std::unique_ptr<impl> impl_;
 };

@@ -11,10 +11,10 @@ namespace msiproxy {
 
 enum class errc {
     ok = 0,
-    bad_request,              // malformed or ambiguous request framing
-    header_too_large,         // request head over max_header_bytes
-    request_denied,           // unmatched = "deny", CONNECT refused
-    destination_prohibited,   // destination is forbidden (loop to ourselves, link-local, ...)
+    bad_request,             // malformed or ambiguous request framing
+    header_too_large,        // request head over max_header_bytes
+    request_denied,          // unmatched = "deny", CONNECT refused
+    destination_prohibited,  // destination is forbidden (loop to ourselves, link-local, ...)
     dns_error,
     connection_refused,
     connect_timeout,
@@ -23,7 +23,7 @@ enum class errc {
     upstream_protocol_error,  // upstream broke HTTP, or closed/reset before a full response
     upstream_response_timeout,
     token_unavailable,
-    expectation_failed,       // Expect other than 100-continue
+    expectation_failed,  // Expect other than 100-continue
 };
 
 const boost::system::error_category& msiproxy_category() noexcept;

@@ -112,9 +112,10 @@ struct field {
     source_pos pos() const { return to_pos(node.source().begin); }
 };
 
-constexpr std::string_view proxy_keys[]{
-    "listen",       "allow_remote",     "unmatched",       "tunnel",  "header_timeout", "deny_private",
-    "idle_timeout", "max_header_bytes", "max_connections", "threads", "shutdown_grace"};
+constexpr std::string_view proxy_keys[]{"listen",       "allow_remote",     "unmatched",
+                                        "tunnel",       "header_timeout",   "deny_private",
+                                        "idle_timeout", "max_header_bytes", "max_connections",
+                                        "threads",      "shutdown_grace"};
 constexpr std::string_view admin_keys[]{"listen"};
 constexpr std::string_view log_keys[]{"level", "format", "access"};
 constexpr std::string_view identity_keys[]{"source",   "client_id", "object_id", "resource_id",

@@ -47,7 +47,8 @@ asio::awaitable<std::pair<error_code, fetch_response>> http_fetch(asio::any_io_e
     std::string host_header = std::string(url->encoded_host_and_port());
     msg.set(http::field::host, host_header);
     msg.set(http::field::user_agent, "msiproxy");
-    for (const auto& [k, v] : req.headers) msg.set(k, v);
+    for (const auto& [k, v] : req.headers)
+        msg.set(k, v);
     if (!req.body.empty() || msg.method() == http::verb::post) {
         msg.body() = std::move(req.body);
         msg.prepare_payload();
@@ -76,7 +77,8 @@ asio::awaitable<std::pair<error_code, fetch_response>> http_fetch(asio::any_io_e
     out.status = res.result_int();
     for (const auto& f : res) {
         std::string name(f.name_string());
-        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (char& c : name)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         out.headers.emplace_back(std::move(name), std::string(f.value()));
     }
     out.body = std::move(res.body());

@@ -18,7 +18,7 @@ struct fetch_request {
     std::string method = "GET";
     std::string url;  // absolute http:// or https://
     std::vector<std::pair<std::string, std::string>> headers;
-    std::string body;  // sent with Content-Length when not empty
+    std::string body;                          // sent with Content-Length when not empty
     std::chrono::milliseconds timeout{10000};  // whole exchange
     std::size_t max_body = 1 << 20;
 };

@@ -18,11 +18,16 @@ using std::chrono::seconds;
 
 std::string_view to_string(failure_kind k) {
     switch (k) {
-        case failure_kind::unreachable: return "endpoint unreachable";
-        case failure_kind::identity_not_found: return "identity not found";
-        case failure_kind::throttled: return "throttled";
-        case failure_kind::bad_response: return "bad response";
-        case failure_kind::endpoint_error: return "endpoint error";
+        case failure_kind::unreachable:
+            return "endpoint unreachable";
+        case failure_kind::identity_not_found:
+            return "identity not found";
+        case failure_kind::throttled:
+            return "throttled";
+        case failure_kind::bad_response:
+            return "bad response";
+        case failure_kind::endpoint_error:
+            return "endpoint error";
     }
     return "error";
 }
@@ -45,8 +50,10 @@ std::optional<seconds> bounded_seconds(std::optional<long long> n) {
 }
 
 std::optional<long long> as_integer(std::string_view s) {
-    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-    while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+    while (!s.empty() && s.front() == ' ')
+        s.remove_prefix(1);
+    while (!s.empty() && s.back() == ' ')
+        s.remove_suffix(1);
     long long v = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || p != s.data() + s.size()) {
@@ -81,7 +88,8 @@ std::optional<sys_time> from_tm_utc(std::tm tm, int offset_seconds) {
 
 // "+00:00", "-05:30", "Z", "" -> seconds east of UTC
 std::optional<int> parse_offset(std::string_view s) {
-    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    while (!s.empty() && s.front() == ' ')
+        s.remove_prefix(1);
     if (s.empty() || s == "Z" || s == "z") return 0;
     if (s.size() != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':') return std::nullopt;
     auto h = as_integer(s.substr(1, 2));
@@ -108,7 +116,8 @@ std::optional<sys_time> parse_expires_on(std::string_view text) {
         std::string_view rest = std::string_view(s).substr(static_cast<std::size_t>(consumed));
         if (!rest.empty() && rest.front() == '.') {
             rest.remove_prefix(1);
-            while (!rest.empty() && rest.front() >= '0' && rest.front() <= '9') rest.remove_prefix(1);
+            while (!rest.empty() && rest.front() >= '0' && rest.front() <= '9')
+                rest.remove_prefix(1);
         }
         auto off = parse_offset(rest);
         if (!off) return std::nullopt;
@@ -122,7 +131,8 @@ std::optional<sys_time> parse_expires_on(std::string_view text) {
     if (std::sscanf(s.c_str(), "%2d/%2d/%4d %2d:%2d:%2d%n", &tm.tm_mon, &tm.tm_mday, &tm.tm_year,
                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) == 6) {
         std::string_view rest = std::string_view(s).substr(static_cast<std::size_t>(consumed));
-        while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+        while (!rest.empty() && rest.front() == ' ')
+            rest.remove_prefix(1);
         if (rest.starts_with("AM") || rest.starts_with("PM")) {
             bool pm = rest.starts_with("PM");
             if (tm.tm_hour < 1 || tm.tm_hour > 12) return std::nullopt;
@@ -201,7 +211,8 @@ fetch_failure classify_http_failure(unsigned status, std::string_view body,
             if (auto it = j.find("error"); it != j.end()) {
                 if (it->is_string()) {
                     detail = it->get<std::string>();
-                } else if (it->is_object() && it->contains("message") && (*it)["message"].is_string()) {
+                } else if (it->is_object() && it->contains("message") &&
+                           (*it)["message"].is_string()) {
                     detail = (*it)["message"].get<std::string>();
                 }
             }
@@ -262,7 +273,8 @@ refresh_plan plan_refresh(const access_token& t, sys_time now, bool repeated, do
 milliseconds backoff_delay(int attempt, milliseconds cap, double jitter,
                            std::optional<seconds> retry_after) {
     attempt = std::clamp(attempt, 0, 30);
-    double base = std::min<double>(static_cast<double>(cap.count()), 1000.0 * std::pow(2.0, attempt));
+    double base =
+        std::min<double>(static_cast<double>(cap.count()), 1000.0 * std::pow(2.0, attempt));
     auto d = milliseconds(static_cast<long long>(base * (0.8 + 0.4 * jitter)));
     if (retry_after) d = std::max<milliseconds>(d, std::min<milliseconds>(*retry_after, 10min));
     return d;

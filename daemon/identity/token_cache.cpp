@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <atomic>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include "admin/metrics.hpp"
 #include "common/time_format.hpp"
@@ -27,7 +27,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 class token_slot {
-public:
+  public:
     token_slot(asio::any_io_executor ex, token_key k) : key(std::move(k)), wake(ex), changed(ex) {
         // `changed` never expires: cancel() is the broadcast that wakes every waiter.
         changed.expires_at(steady::time_point::max());
@@ -62,9 +62,13 @@ token_cache::token_cache(asio::any_io_executor ex, std::shared_ptr<token_source>
     slot_freed_.expires_at(steady::time_point::max());
 }
 
-token_cache::~token_cache() { shutdown(); }
+token_cache::~token_cache() {
+    shutdown();
+}
 
-double token_cache::jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+double token_cache::jitter() {
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
 
 void token_cache::set_keys(const std::vector<token_key>& keys) {
     std::map<std::string, std::shared_ptr<entry>> next;
@@ -131,8 +135,8 @@ asio::awaitable<fetch_outcome> token_cache::limited_fetch(const entry& e) {
         co_return b;
     };
     asio::steady_timer limit(ex_, opts_.fetch_timeout);
-    auto raced = co_await (fetch(*source_, e.key) ||
-                           limit.async_wait(asio::as_tuple(asio::use_awaitable)));
+    auto raced =
+        co_await (fetch(*source_, e.key) || limit.async_wait(asio::as_tuple(asio::use_awaitable)));
     --in_flight_;
     fetch_outcome outcome =
         raced.index() == 0
@@ -199,18 +203,17 @@ asio::awaitable<void> token_cache::refresh_loop(std::shared_ptr<entry> e) {
             // Logged once: retrying cannot help until the operator assigns the identity or
             // fixes the config, and reloads.
             e->permanent = true;
-            spdlog::error("token for {} ({}) from {}: {}: {}; not retrying until reload",
-                          resource, who, source_->name(), to_string(f.kind), f.message);
+            spdlog::error("token for {} ({}) from {}: {}: {}; not retrying until reload", resource,
+                          who, source_->name(), to_string(f.kind), f.message);
             e->changed.cancel();
             e->wake.expires_at(steady::time_point::max());
         } else {
             auto delay = backoff_delay(e->attempt++, opts_.backoff_cap, jitter(), f.retry_after);
             e->next_attempt = steady::now() + delay;
-            log_rate_limited("token:" + e->key.id() + ":" + std::string(to_string(f.kind)),
-                             spdlog::level::warn,
-                             fmt::format("token for {} ({}) from {}: {}: {}; retrying in {} ms",
-                                         resource, who, source_->name(), to_string(f.kind),
-                                         f.message, delay.count()));
+            log_rate_limited(
+                "token:" + e->key.id() + ":" + std::string(to_string(f.kind)), spdlog::level::warn,
+                fmt::format("token for {} ({}) from {}: {}: {}; retrying in {} ms", resource, who,
+                            source_->name(), to_string(f.kind), f.message, delay.count()));
             e->changed.cancel();
             e->wake.expires_after(delay);
         }
@@ -248,10 +251,10 @@ asio::awaitable<token_cache::result> token_cache::wait_for_token(std::shared_ptr
             if (e->last_failure) {
                 auto wait = e->permanent ? seconds(60)
                                          : duration_cast<seconds>(e->next_attempt - steady::now());
-                co_return result{nullptr,
-                                 std::string(to_string(e->last_failure->kind)) + ": " +
-                                     e->last_failure->message,
-                                 std::max(wait, seconds(1))};
+                co_return result{
+                    nullptr,
+                    std::string(to_string(e->last_failure->kind)) + ": " + e->last_failure->message,
+                    std::max(wait, seconds(1))};
             }
             // The token went stale before its scheduled refresh: refresh now.
             e->wake.cancel();

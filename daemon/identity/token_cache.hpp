@@ -32,9 +32,9 @@ struct token_key {
 
 struct cache_options {
     std::chrono::milliseconds backoff_cap{60000};
-    std::chrono::milliseconds fetch_timeout{10000};  // one attempt, whatever the source does
-    int max_concurrent_fetches = 4;                  // IMDS allows 5 concurrent per VM
-    std::chrono::milliseconds min_fetch_spacing{60}; // and 20 requests/s
+    std::chrono::milliseconds fetch_timeout{10000};   // one attempt, whatever the source does
+    int max_concurrent_fetches = 4;                   // IMDS allows 5 concurrent per VM
+    std::chrono::milliseconds min_fetch_spacing{60};  // and 20 requests/s
 };
 
 // What requests read without locks or I/O: the token, until when it may be sent, and the
@@ -52,7 +52,7 @@ class token_slot;
 // Members run on the cache's executor (the first I/O thread), except peek(), which any thread
 // may call, and get(), which moves to that executor itself when it has to wait.
 class token_cache {
-public:
+  public:
     token_cache(boost::asio::any_io_executor ex, std::shared_ptr<token_source> source,
                 metrics* stats, cache_options opts = {});
     ~token_cache();
@@ -89,7 +89,7 @@ public:
     // Stops every refresher; waiting requests get a failure.
     void shutdown();
 
-private:
+  private:
     using entry = token_slot;
     boost::asio::awaitable<result> wait_for_token(std::shared_ptr<entry> e,
                                                   std::chrono::steady_clock::time_point deadline);

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -16,7 +17,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "admin/metrics.hpp"
 #include "common/error.hpp"
@@ -41,7 +41,9 @@ constexpr std::size_t relay_chunk = 16 * 1024;
 using request_parser = http::request_parser<http::buffer_body>;
 using response_parser = http::response_parser<http::buffer_body>;
 
-bool iequals(std::string_view a, std::string_view b) { return beast::iequals(a, b); }
+bool iequals(std::string_view a, std::string_view b) {
+    return beast::iequals(a, b);
+}
 
 // RFC 8941 sf-string content: printable ASCII, with '"' and '\' escaped.
 std::string sf_string(std::string_view s) {
@@ -58,22 +60,27 @@ std::string sf_string(std::string_view s) {
 template <class Fields>
 void strip_hop_by_hop(Fields& f) {
     std::vector<std::string> named;
-    for (auto it = f.find(http::field::connection); it != f.end() && it->name() == http::field::connection;
-         ++it) {
-        for (auto token : http::token_list(it->value())) named.emplace_back(token);
+    for (auto it = f.find(http::field::connection);
+         it != f.end() && it->name() == http::field::connection; ++it) {
+        for (auto token : http::token_list(it->value()))
+            named.emplace_back(token);
     }
-    for (const auto& n : named) f.erase(n);
-    for (auto fld : {http::field::connection, http::field::proxy_connection, http::field::keep_alive,
-                     http::field::te, http::field::trailer, http::field::upgrade,
-                     http::field::proxy_authorization, http::field::proxy_authenticate}) {
+    for (const auto& n : named)
+        f.erase(n);
+    for (auto fld :
+         {http::field::connection, http::field::proxy_connection, http::field::keep_alive,
+          http::field::te, http::field::trailer, http::field::upgrade,
+          http::field::proxy_authorization, http::field::proxy_authenticate}) {
         f.erase(fld);
     }
 }
 
 class session final : public session_handle {
-public:
+  public:
     session(tcp::socket socket, worker_context& ctx)
-        : ctx_(ctx), client_(std::move(socket)), buf_(ctx.current->cfg.proxy.max_header_bytes + relay_chunk) {
+        : ctx_(ctx),
+          client_(std::move(socket)),
+          buf_(ctx.current->cfg.proxy.max_header_bytes + relay_chunk) {
         error_code ec;
         auto ep = client_.socket().remote_endpoint(ec);
         if (!ec) peer_ = ep.address().to_string() + ':' + std::to_string(ep.port());
@@ -101,7 +108,7 @@ public:
 
     asio::awaitable<void> run();
 
-private:
+  private:
     // Per-request state, reset by each iteration of the loop.
     struct exchange_state {
         std::shared_ptr<const runtime> rt;
@@ -115,8 +122,8 @@ private:
         steady::time_point start{};
         double upstream_seconds = 0;
         std::string_view proxy_error;
-        bool head_sent = false;       // the response head went out: no error reply possible
-        bool close_after = false;     // close the client connection after this exchange
+        bool head_sent = false;    // the response head went out: no error reply possible
+        bool close_after = false;  // close the client connection after this exchange
     };
 
     void close_client() {
@@ -162,7 +169,8 @@ asio::awaitable<session::head_result> session::read_head(request_parser& p, bool
         auto data = std::string_view(static_cast<const char*>(buf_.data().data()), buf_.size());
         // RFC 9112 section 2.2: ignore empty lines before the request line.
         std::size_t lead = 0;
-        while (lead + 1 < data.size() && data[lead] == '\r' && data[lead + 1] == '\n') lead += 2;
+        while (lead + 1 < data.size() && data[lead] == '\r' && data[lead + 1] == '\n')
+            lead += 2;
         if (lead > 0) {
             buf_.consume(lead);
             continue;
@@ -185,7 +193,8 @@ asio::awaitable<session::head_result> session::read_head(request_parser& p, bool
         std::size_t room = std::min<std::size_t>(limit + 4 - data.size(), 8192);
         auto [ec, n] = co_await client_.async_read_some(buf_.prepare(room), use_tuple);
         if (ec) {
-            if (ec == beast::error::timeout) co_return started ? head_result::timeout : head_result::closed;
+            if (ec == beast::error::timeout)
+                co_return started ? head_result::timeout : head_result::closed;
             co_return head_result::closed;
         }
         buf_.commit(n);
@@ -258,11 +267,10 @@ asio::awaitable<void> session::run() {
         if (r == head_result::closed || r == head_result::timeout) break;
         if (r != head_result::ok) {
             x.close_after = true;
-            co_await send_error(x,
-                                r == head_result::too_large ? errc::header_too_large : errc::bad_request,
-                                r == head_result::too_large
-                                    ? "request head larger than proxy.max_header_bytes"
-                                    : "malformed request head (RFC 9112)");
+            co_await send_error(
+                x, r == head_result::too_large ? errc::header_too_large : errc::bad_request,
+                r == head_result::too_large ? "request head larger than proxy.max_header_bytes"
+                                            : "malformed request head (RFC 9112)");
             finish(x);
             break;
         }
@@ -281,8 +289,8 @@ void session::finish(exchange_state& x) {
         ctx_.stats->request_finished(route_name, x.status, total);
         // Failures of the upstream exchange only (502/504, or a response cut short); a missing
         // token is counted by msiproxy_token_refreshes_total{result="failure"}.
-        if (!x.proxy_error.empty() && (x.status == 502 || x.status == 504 ||
-                                       x.proxy_error == "http_protocol_error")) {
+        if (!x.proxy_error.empty() &&
+            (x.status == 502 || x.status == 504 || x.proxy_error == "http_protocol_error")) {
             ctx_.stats->upstream_error(route_name, x.proxy_error);
         }
     }
@@ -329,7 +337,8 @@ asio::awaitable<void> session::handle(request_parser& p, exchange_state& x) {
     x.host = t.host;
     x.path = t.path.substr(0, t.path.find('?'));
 
-    if (auto expect = req[http::field::expect]; !expect.empty() && !iequals(expect, "100-continue")) {
+    if (auto expect = req[http::field::expect];
+        !expect.empty() && !iequals(expect, "100-continue")) {
         x.close_after = true;
         co_return co_await send_error(x, errc::expectation_failed,
                                       "only \"Expect: 100-continue\" is supported");
@@ -339,10 +348,9 @@ asio::awaitable<void> session::handle(request_parser& p, exchange_state& x) {
     if (!x.matched) {
         if (rt.cfg.proxy.unmatched == unmatched_policy::deny) {
             x.close_after = !p.is_done();
-            co_return co_await send_error(
-                x, errc::request_denied,
-                "no route matches host '" + t.host + "' and path '" + x.path +
-                    "', and proxy.unmatched = \"deny\"");
+            co_return co_await send_error(x, errc::request_denied,
+                                          "no route matches host '" + t.host + "' and path '" +
+                                              x.path + "', and proxy.unmatched = \"deny\"");
         }
         // Forwarded as it is, without a token: the destination is what the client named.
         upstream_endpoint ep{t.tls, t.host, t.port};
@@ -404,7 +412,9 @@ asio::awaitable<void> session::handle_connect(request_parser& p, exchange_state&
             x, errc::request_denied,
             "host '" + host + "' is routed by msiproxy (route '" + r->name +
                 "'), so its requests need a token that msiproxy cannot add inside a CONNECT "
-                "tunnel: have the app call http://" + host + "/ through the proxy (HTTP_PROXY) "
+                "tunnel: have the app call http://" +
+                host +
+                "/ through the proxy (HTTP_PROXY) "
                 "and msiproxy will use HTTPS to the upstream");
     }
     if (!rt.cfg.proxy.tunnel) {
@@ -414,7 +424,8 @@ asio::awaitable<void> session::handle_connect(request_parser& p, exchange_state&
     auto [ec, up] = co_await ctx_.pool->connect_tcp(host, auth->port_number(), &rt.forward_policy);
     if (ec) {
         co_return co_await send_error(x, static_cast<errc>(ec.value()),
-                                      "CONNECT to " + target + ": " + ec.message(), "upstream " + target);
+                                      "CONNECT to " + target + ": " + ec.message(),
+                                      "upstream " + target);
     }
     x.status = 200;
     co_await send_raw("HTTP/1.1 200 Connection Established\r\n\r\n");
@@ -460,7 +471,8 @@ asio::awaitable<void> session::handle_connect(request_parser& p, exchange_state&
 }
 
 asio::awaitable<void> session::forward(request_parser& p, exchange_state& x,
-                                       const upstream_endpoint& ep, const destination_policy& policy) {
+                                       const upstream_endpoint& ep,
+                                       const destination_policy& policy) {
     auto& req = p.get();
     strip_hop_by_hop(req);
     const bool expect_continue = iequals(req[http::field::expect], "100-continue");
@@ -484,7 +496,8 @@ asio::awaitable<void> session::forward(request_parser& p, exchange_state& x,
         }
         upstream_ = conn.get();
         bool retry_ok = false;
-        auto err = co_await conn->visit([&](auto& stream) { return relay(stream, *conn, p, x, retry_ok); });
+        auto err = co_await conn->visit(
+            [&](auto& stream) { return relay(stream, *conn, p, x, retry_ok); });
         upstream_ = nullptr;
         x.upstream_seconds = std::chrono::duration<double>(steady::now() - upstream_start).count();
         if (!err) {
@@ -501,7 +514,8 @@ asio::awaitable<void> session::forward(request_parser& p, exchange_state& x,
                                                        : errc::upstream_protocol_error;
         x.close_after = x.close_after || !p.is_done();
         if (e == errc::bad_request) {
-            co_return co_await send_error(x, e, "malformed request body (RFC 9112 chunked framing)");
+            co_return co_await send_error(x, e,
+                                          "malformed request body (RFC 9112 chunked framing)");
         }
         co_return co_await send_error(x, e, "upstream " + ep.key() + ": " + err.message(),
                                       "upstream " + ep.key());
@@ -517,10 +531,11 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
     const bool head_request = req.method() == http::verb::head;
     // A request that sent nothing but its head may be replayed on a new connection when a
     // pooled one turns out closed (RFC 9110 section 9.2.2: only idempotent methods).
-    const bool replayable = conn.reused && p.is_done() &&
-                            (req.method() == http::verb::get || head_request ||
-                             req.method() == http::verb::options || req.method() == http::verb::delete_ ||
-                             req.method() == http::verb::put || req.method() == http::verb::trace);
+    const bool replayable =
+        conn.reused && p.is_done() &&
+        (req.method() == http::verb::get || head_request || req.method() == http::verb::options ||
+         req.method() == http::verb::delete_ || req.method() == http::verb::put ||
+         req.method() == http::verb::trace);
     bool response_started = false;
     auto broken = [&](error_code ec) -> error_code {
         if (!response_started && replayable &&
@@ -592,7 +607,8 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
             if (status == 101) co_return make_error_code(errc::upstream_protocol_error);
             if (status != 100 && req.version() >= 11) {
                 http::response<http::empty_body> interim{rp->get().result(), 11};
-                for (const auto& f : rp->get()) interim.insert(f.name_string(), f.value());
+                for (const auto& f : rp->get())
+                    interim.insert(f.name_string(), f.value());
                 strip_hop_by_hop(interim);
                 client_.expires_after(rt.cfg.proxy.idle_timeout);
                 auto [wec, wn] = co_await http::async_write(client_, interim, use_tuple);
@@ -614,7 +630,8 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         // in the cache) so that a revoked token does not stick until its scheduled refresh.
         auto challenge = res[http::field::www_authenticate];
         if (challenge.find("invalid_token") != std::string_view::npos) {
-            ctx_.tokens->invalidate(rt.key_of(*x.matched), "HTTP 401 invalid_token from " + conn.key());
+            ctx_.tokens->invalidate(rt.key_of(*x.matched),
+                                    "HTTP 401 invalid_token from " + conn.key());
         }
     }
     const bool upstream_keep_alive = res.keep_alive();

@@ -32,11 +32,11 @@ struct runtime {
     runtime& operator=(const runtime&) = delete;
 
     config cfg;
-    router routes;                            // points into cfg.routes
-    std::vector<token_key> route_keys;        // parallel to cfg.routes
+    router routes;                                         // points into cfg.routes
+    std::vector<token_key> route_keys;                     // parallel to cfg.routes
     std::vector<std::shared_ptr<token_slot>> route_slots;  // parallel to cfg.routes
-    destination_policy route_policy;          // for routed upstreams: no loops to ourselves
-    destination_policy forward_policy;        // unmatched / CONNECT: also no link-local (IMDS)
+    destination_policy route_policy;    // for routed upstreams: no loops to ourselves
+    destination_policy forward_policy;  // unmatched / CONNECT: also no link-local (IMDS)
 
     const token_key& key_of(const route& r) const {
         return route_keys[static_cast<std::size_t>(&r - cfg.routes.data())];
@@ -48,7 +48,7 @@ struct runtime {
 
 // A live downstream connection, as the worker sees it.
 class session_handle {
-public:
+  public:
     virtual ~session_handle() = default;
     // Finish the request in flight (if any), then close; an idle connection closes now.
     virtual void drain() = 0;

@@ -40,7 +40,8 @@ bool path_has_prefix(std::string_view path, std::string_view prefix) {
 
 router::router(const std::vector<route>& routes) {
     routes_.reserve(routes.size());
-    for (const auto& r : routes) routes_.push_back(&r);
+    for (const auto& r : routes)
+        routes_.push_back(&r);
 }
 
 const route* router::match(std::string_view host, std::string_view path) const {

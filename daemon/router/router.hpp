@@ -11,7 +11,7 @@
 namespace msiproxy {
 
 class router {
-public:
+  public:
     // Keeps pointers into `routes`, which must outlive the router.
     explicit router(const std::vector<route>& routes);
 
@@ -24,7 +24,7 @@ public:
     // CONNECT to routed hosts (the app must call them over http:// to get a token).
     const route* match_host_only(std::string_view host) const;
 
-private:
+  private:
     std::vector<const route*> routes_;
 };
 

@@ -22,7 +22,7 @@ struct upstream_endpoint {
 };
 
 class upstream_connection {
-public:
+  public:
     using plain_stream = boost::beast::tcp_stream;
     using tls_stream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 
@@ -45,7 +45,7 @@ public:
     bool reused = false;  // has served an exchange before this lease
     std::chrono::steady_clock::time_point idle_since{};
 
-private:
+  private:
     std::variant<plain_stream, tls_stream> stream_;
     std::string key_;
 };

@@ -118,8 +118,9 @@ asio::awaitable<std::pair<error_code, beast::tcp_stream>> connect_tcp_impl(
             if (auto r = w.lock()) r->cancel();
         }
     });
-    auto [rec, results] = co_await resolver->async_resolve(
-        host, std::to_string(port), tcp::resolver::numeric_service, asio::as_tuple(asio::use_awaitable));
+    auto [rec, results] =
+        co_await resolver->async_resolve(host, std::to_string(port), tcp::resolver::numeric_service,
+                                         asio::as_tuple(asio::use_awaitable));
     timer.cancel();
     if (rec) {
         if (rec == asio::error::operation_aborted && clock_type::now() >= deadline) {
@@ -180,7 +181,8 @@ asio::awaitable<upstream_pool::acquire_result> upstream_pool::acquire(
     }
 
     const auto deadline = clock_type::now() + opts_.connect_timeout;
-    auto [ec, tcp_stream] = co_await connect_tcp_impl(ex_, ep.host, ep.port, policy, opts_.connect_timeout);
+    auto [ec, tcp_stream] =
+        co_await connect_tcp_impl(ex_, ep.host, ep.port, policy, opts_.connect_timeout);
     if (ec) co_return acquire_result{ec, nullptr};
     if (!ep.tls) {
         co_return acquire_result{error_code{},
@@ -195,7 +197,7 @@ asio::awaitable<upstream_pool::acquire_result> upstream_pool::acquire(
     auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client,
                                                  asio::as_tuple(asio::use_awaitable));
     if (hec) {
-        errc e = hec == beast::error::timeout             ? errc::connect_timeout
+        errc e = hec == beast::error::timeout                     ? errc::connect_timeout
                  : is_certificate_failure(stream.native_handle()) ? errc::tls_certificate_error
                                                                   : errc::tls_protocol_error;
         co_return acquire_result{make_error_code(e), nullptr};
@@ -220,7 +222,8 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn) {
 
 std::size_t upstream_pool::idle_count() const {
     std::size_t n = 0;
-    for (const auto& [k, list] : idle_) n += list.size();
+    for (const auto& [k, list] : idle_)
+        n += list.size();
     return n;
 }
 
@@ -233,8 +236,8 @@ void upstream_pool::shutdown() {
 asio::awaitable<void> upstream_pool::sweep_loop() {
     // Closes expired and peer-closed idle connections so that they do not hold file
     // descriptors; runs while anything is parked.
-    const auto period = std::max<std::chrono::milliseconds>(opts_.idle_timeout / 4,
-                                                             std::chrono::milliseconds(250));
+    const auto period =
+        std::max<std::chrono::milliseconds>(opts_.idle_timeout / 4, std::chrono::milliseconds(250));
     while (!shut_down_ && idle_count() > 0) {
         sweep_timer_.expires_after(period);
         auto [ec] = co_await sweep_timer_.async_wait(asio::as_tuple(asio::use_awaitable));

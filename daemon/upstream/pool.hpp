@@ -33,13 +33,14 @@ struct destination_policy {
 };
 
 class upstream_pool {
-public:
+  public:
     // Not thread-safe: one pool per I/O thread. `tls` must outlive the pool.
     upstream_pool(boost::asio::any_io_executor ex, boost::asio::ssl::context& tls,
                   pool_options opts);
     ~upstream_pool();
 
-    using acquire_result = std::pair<boost::system::error_code, std::unique_ptr<upstream_connection>>;
+    using acquire_result =
+        std::pair<boost::system::error_code, std::unique_ptr<upstream_connection>>;
 
     // An idle connection when one is alive (reuse), else a new one. Errors are msiproxy::errc:
     // dns_error, connection_refused, connect_timeout, tls_*, destination_prohibited.
@@ -57,7 +58,7 @@ public:
 
     std::size_t idle_count() const;
 
-private:
+  private:
     boost::asio::awaitable<void> sweep_loop();
 
     boost::asio::any_io_executor ex_;

@@ -3,9 +3,9 @@
 
 #include <stdexcept>
 
-#include <boost/asio/ip/address.hpp>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <boost/asio/ip/address.hpp>
 
 namespace msiproxy {
 
@@ -20,8 +20,8 @@ boost::asio::ssl::context make_client_tls_context(const std::string& ca_file) {
         boost::system::error_code ec;
         ctx.load_verify_file(ca_file, ec);
         if (ec) {
-            throw std::runtime_error("cannot load upstream.ca_file '" + ca_file + "': " +
-                                     ec.message());
+            throw std::runtime_error("cannot load upstream.ca_file '" + ca_file +
+                                     "': " + ec.message());
         }
     }
     return ctx;

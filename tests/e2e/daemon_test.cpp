@@ -90,8 +90,7 @@ struct daemon_fixture {
 
 }  // namespace
 
-TEST_CASE("SIGHUP under traffic: a valid config is swapped in, an invalid one rejected",
-          "[e2e]") {
+TEST_CASE("SIGHUP under traffic: a valid config is swapped in, an invalid one rejected", "[e2e]") {
     daemon_fixture d;
     d.start();
 
@@ -108,7 +107,8 @@ TEST_CASE("SIGHUP under traffic: a valid config is swapped in, an invalid one re
             }
         }
     });
-    while (ok < 20) std::this_thread::sleep_for(10ms);
+    while (ok < 20)
+        std::this_thread::sleep_for(10ms);
 
     d.write_config(d.render(extra_route));
     d.proc->signal(SIGHUP);
@@ -130,7 +130,8 @@ TEST_CASE("SIGHUP under traffic: a valid config is swapped in, an invalid one re
     CHECK(r->status == 200);  // still the last good config
 
     const int before = ok;
-    while (ok < before + 20) std::this_thread::sleep_for(10ms);
+    while (ok < before + 20)
+        std::this_thread::sleep_for(10ms);
     stop = true;
     traffic.join();
     CHECK(failed == 0);
@@ -142,8 +143,7 @@ TEST_CASE("SIGHUP under traffic: a valid config is swapped in, an invalid one re
     CHECK(d.proc->wait() == 0);
 }
 
-TEST_CASE("SIGTERM drains: in-flight request finishes, new connections refused, exit 0",
-          "[e2e]") {
+TEST_CASE("SIGTERM drains: in-flight request finishes, new connections refused, exit 0", "[e2e]") {
     daemon_fixture d;
     d.start();
     std::optional<unsigned> slow_status;
@@ -199,15 +199,16 @@ TEST_CASE("exit codes: invalid config 1, bad command line 2, listener in use 3",
     CHECK(run({"--version"}) == 0);
     CHECK(read_file(log).find("msiproxy ") != std::string::npos);
 
-    const auto bad = dir.write_file("bad.toml", "[proxy]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n");
+    const auto bad =
+        dir.write_file("bad.toml", "[proxy]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n");
     CHECK(run({"--check", "--config", bad}) == 1);
     CHECK(read_file(log).find("bad.toml:3:1") != std::string::npos);
     CHECK(run({"--no-such-flag"}) == 2);
 
     boost::asio::io_context ioc;
     boost::asio::ip::tcp::acceptor busy(ioc, {boost::asio::ip::make_address_v4("127.0.0.1"), 0});
-    const auto cfg = dir.write_file(
-        "busy.toml", "[proxy]\nlisten = \"127.0.0.1:" + std::to_string(busy.local_endpoint().port()) +
-                         "\"\n[admin]\nlisten = \"\"\n");
+    const auto cfg = dir.write_file("busy.toml", "[proxy]\nlisten = \"127.0.0.1:" +
+                                                     std::to_string(busy.local_endpoint().port()) +
+                                                     "\"\n[admin]\nlisten = \"\"\n");
     CHECK(run({"--config", cfg}) == 3);
 }

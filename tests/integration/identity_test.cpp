@@ -77,7 +77,8 @@ TEST_CASE("64 concurrent cold requests make one identity call", "[integration][i
             if (r && r->status == 200) ++ok;
         });
     }
-    for (auto& c : clients) c.join();
+    for (auto& c : clients)
+        c.join();
     CHECK(ok == 64);
     CHECK(env.identity.request_count() == 1);
     CHECK(env.upstream.requests().size() == 64);
@@ -187,10 +188,13 @@ TEST_CASE("an upstream 401 invalid_token refreshes the token once", "[integratio
     std::this_thread::sleep_for(300ms);
     CHECK(env.identity.request_count() == 2);
     // The new token is used from then on.
-    REQUIRE(eventually([&] { return c.request(get())->status == 200 &&
-                                    bearer_of(env.upstream.requests().all().back()) ==
-                                        env.identity.issued_tokens().back(); },
-                       3s));
+    REQUIRE(eventually(
+        [&] {
+            return c.request(get())->status == 200 &&
+                   bearer_of(env.upstream.requests().all().back()) ==
+                       env.identity.issued_tokens().back();
+        },
+        3s));
 }
 
 TEST_CASE("a pooled connection the upstream closed is replaced for an idempotent request",
@@ -226,7 +230,8 @@ TEST_CASE("two worker threads share the port, the token cache and a reload",
             }
         });
     }
-    for (auto& c : clients) c.join();
+    for (auto& c : clients)
+        c.join();
     CHECK(ok == 16 * 10 * 5);
     CHECK(env.identity.request_count() == 1);
     // Both workers accepted connections (the kernel spreads them over the two listeners).

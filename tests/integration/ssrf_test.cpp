@@ -55,10 +55,12 @@ TEST_CASE("link-local destinations and the proxy itself are refused", "[integrat
     check_prohibited(t::http_exchange(proxy.proxy_port(), get_url("127.0.0.1:" + self)));
     check_prohibited(t::http_exchange(proxy.proxy_port(), get_url("localhost:" + self)));
     check_prohibited(t::http_exchange(
-        proxy.proxy_port(), "GET /nothing-routes-here HTTP/1.1\r\nHost: 127.0.0.1:" + self + "\r\n\r\n"));
+        proxy.proxy_port(),
+        "GET /nothing-routes-here HTTP/1.1\r\nHost: 127.0.0.1:" + self + "\r\n\r\n"));
     // CONNECT is held to the same rule.
-    auto r = t::http_exchange(proxy.proxy_port(),
-                              "CONNECT 169.254.169.254:443 HTTP/1.1\r\nHost: 169.254.169.254:443\r\n\r\n");
+    auto r = t::http_exchange(
+        proxy.proxy_port(),
+        "CONNECT 169.254.169.254:443 HTTP/1.1\r\nHost: 169.254.169.254:443\r\n\r\n");
     check_prohibited(r);
     // Loopback is fine by default.
     auto ok = t::http_exchange(proxy.proxy_port(),

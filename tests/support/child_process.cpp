@@ -23,7 +23,8 @@ notify_socket::notify_socket(std::string path) : path_(std::move(path)) {
     if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (path_.size() >= sizeof addr.sun_path) throw std::runtime_error("notify socket path too long");
+    if (path_.size() >= sizeof addr.sun_path)
+        throw std::runtime_error("notify socket path too long");
     std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
     ::unlink(path_.c_str());
     if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
@@ -68,17 +69,22 @@ bool notify_socket::wait_for(const std::string& line, std::chrono::milliseconds 
 child_process::child_process(std::vector<std::string> args, std::vector<std::string> extra_env,
                              const std::string& log_file) {
     std::vector<std::string> env_strings;
-    for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
-    for (auto& e : extra_env) env_strings.push_back(std::move(e));
+    for (char** e = environ; *e; ++e)
+        env_strings.emplace_back(*e);
+    for (auto& e : extra_env)
+        env_strings.push_back(std::move(e));
     std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
+    for (auto& a : args)
+        argv.push_back(a.data());
     argv.push_back(nullptr);
-    for (auto& e : env_strings) envp.push_back(e.data());
+    for (auto& e : env_strings)
+        envp.push_back(e.data());
     envp.push_back(nullptr);
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_addopen(&actions, 1, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                     0600);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     // The test process may block signals; the daemon must see SIGHUP/SIGTERM normally.
     posix_spawnattr_t attr;
@@ -108,7 +114,9 @@ child_process::~child_process() {
     }
 }
 
-void child_process::signal(int sig) const { ::kill(pid_, sig); }
+void child_process::signal(int sig) const {
+    ::kill(pid_, sig);
+}
 
 std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
     const auto end = std::chrono::steady_clock::now() + timeout;

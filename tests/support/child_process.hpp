@@ -21,7 +21,8 @@ class notify_socket {
     const std::string& path() const { return path_; }
     // Waits for a datagram containing `line` (e.g. "READY=1"); earlier datagrams are kept in
     // received(). False on timeout.
-    bool wait_for(const std::string& line, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    bool wait_for(const std::string& line,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
     const std::vector<std::string>& received() const { return received_; }
 
   private:

@@ -44,7 +44,9 @@ resource = "r"
 )");
 }
 
-std::string name_of(const route* r) { return r ? r->name : "(none)"; }
+std::string name_of(const route* r) {
+    return r ? r->name : "(none)";
+}
 
 }  // namespace
 

@@ -36,8 +36,8 @@
 
 using namespace msiproxy;
 using msiproxy::test::canned_reply;
-using msiproxy::test::fake_token_endpoint;
 using msiproxy::test::endpoint_request;
+using msiproxy::test::fake_token_endpoint;
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
 

@@ -33,7 +33,8 @@ TEST_CASE("token: IMDS response with string numbers", "[unit][token]") {
 }
 
 TEST_CASE("token: expires_in as a number, refresh_in honoured", "[unit][token]") {
-    auto t = ok(parse_token_response(R"({"access_token":"a","expires_in":3600,"refresh_in":1800})", now));
+    auto t = ok(
+        parse_token_response(R"({"access_token":"a","expires_in":3600,"refresh_in":1800})", now));
     CHECK(t.expires_on == now + 3600s);
     REQUIRE(t.refresh_on);
     CHECK(*t.refresh_on == now + 1800s);
@@ -60,14 +61,16 @@ TEST_CASE("token: expires_on date strings", "[unit][token]") {
     CHECK_FALSE(parse_expires_on("tomorrow"));
     CHECK_FALSE(parse_expires_on("13/45/2027 08:00:00 +00:00"));
     CHECK_FALSE(parse_expires_on("2027-01-15T08:00:00+0100"));
-    auto t = ok(parse_token_response(R"({"access_token":"a","expires_on":"01/15/2027 16:00:00 +00:00"})", now));
+    auto t = ok(parse_token_response(
+        R"({"access_token":"a","expires_on":"01/15/2027 16:00:00 +00:00"})", now));
     CHECK(t.expires_on == at);
 }
 
 TEST_CASE("token: bad responses are named", "[unit][token]") {
     CHECK(failed(parse_token_response("not json", now)).kind == failure_kind::bad_response);
-    CHECK(failed(parse_token_response(R"({"expires_in":"10"})", now)).message.find("access_token") !=
-          std::string::npos);
+    CHECK(
+        failed(parse_token_response(R"({"expires_in":"10"})", now)).message.find("access_token") !=
+        std::string::npos);
     CHECK(failed(parse_token_response(R"({"access_token":"a"})", now)).message.find("expires") !=
           std::string::npos);
     CHECK(failed(parse_token_response(R"({"access_token":"a","expires_on":"1700000000"})", now))
@@ -82,7 +85,8 @@ TEST_CASE("token: failure classes follow the Azure SDKs", "[unit][token]") {
     CHECK(nf.kind == failure_kind::identity_not_found);
     CHECK_FALSE(nf.retryable);
     CHECK(nf.message.find("Identity not found") != std::string::npos);
-    for (unsigned s : {404u, 408u, 410u, 500u, 503u}) CHECK(classify_http_failure(s, "", "").retryable);
+    for (unsigned s : {404u, 408u, 410u, 500u, 503u})
+        CHECK(classify_http_failure(s, "", "").retryable);
     auto th = classify_http_failure(429, "{}", "7");
     CHECK(th.kind == failure_kind::throttled);
     REQUIRE(th.retry_after);
@@ -107,7 +111,8 @@ TEST_CASE("token: refresh at about half the lifetime, never too close to expiry"
     CHECK(plan_refresh(suggested, now, false, 0.5).refresh_at == now + 1h);
 }
 
-TEST_CASE("token: an endpoint returning its cached token cannot cause a tight loop", "[unit][token]") {
+TEST_CASE("token: an endpoint returning its cached token cannot cause a tight loop",
+          "[unit][token]") {
     // The same token back with 10 minutes left, again and again: each refresh waits at least
     // 5 s and the number of fetches before expiry stays small.
     sys_time t = now;
@@ -147,8 +152,8 @@ TEST_CASE("token: absurd numbers are unusable, not undefined behaviour", "[unit]
         R"({"access_token":"a","expires_in":9e18,"expires_on":"1800003600"})", now));
     CHECK(t.expires_on == now + 3600s);
     // A nonsense refresh_in is ignored.
-    t = ok(parse_token_response(R"({"access_token":"a","expires_in":3600,"refresh_in":1e19})",
-                                now));
+    t = ok(
+        parse_token_response(R"({"access_token":"a","expires_in":3600,"refresh_in":1e19})", now));
     CHECK_FALSE(t.refresh_on);
     CHECK_FALSE(parse_expires_on("99999999999999"));
     CHECK_FALSE(parse_expires_on("9999-12-31T23:59:59Z"));

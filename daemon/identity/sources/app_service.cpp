@@ -11,7 +11,7 @@ namespace msiproxy {
 namespace {
 
 class app_service_source final : public token_source {
-public:
+  public:
     app_service_source(boost::asio::any_io_executor ex, boost::asio::ssl::context& tls,
                        std::string endpoint, env_lookup env)
         : ex_(std::move(ex)), tls_(tls), endpoint_(std::move(endpoint)), env_(std::move(env)) {}
@@ -32,7 +32,7 @@ public:
         co_return co_await fetch_token(ex_, tls_, std::move(req));
     }
 
-private:
+  private:
     boost::asio::any_io_executor ex_;
     boost::asio::ssl::context& tls_;
     std::string endpoint_;

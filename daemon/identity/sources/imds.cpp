@@ -2,8 +2,8 @@
 // lower-case `Metadata: true` header IMDS requires as an SSRF guard.
 #include "identity/sources/imds.hpp"
 
-#include <boost/url/url.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
 
 #include "identity/sources/source_util.hpp"
 
@@ -12,8 +12,9 @@ namespace msiproxy {
 namespace {
 
 class imds_source final : public token_source {
-public:
-    imds_source(boost::asio::any_io_executor ex, boost::asio::ssl::context& tls, std::string endpoint)
+  public:
+    imds_source(boost::asio::any_io_executor ex, boost::asio::ssl::context& tls,
+                std::string endpoint)
         : ex_(std::move(ex)), tls_(tls), endpoint_(std::move(endpoint)) {}
 
     std::string_view name() const override { return "imds"; }
@@ -32,7 +33,7 @@ public:
         co_return co_await fetch_token(ex_, tls_, std::move(req));
     }
 
-private:
+  private:
     boost::asio::any_io_executor ex_;
     boost::asio::ssl::context& tls_;
     std::string endpoint_;
