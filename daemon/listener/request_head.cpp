@@ -33,6 +33,14 @@ std::size_t find_head_end(std::string_view data, std::size_t from) {
     return std::string_view::npos;
 }
 
+std::size_t header_field_count(std::string_view head) {
+    std::size_t lines = 0;
+    for (std::size_t i = head.find('\n'); i != std::string_view::npos; i = head.find('\n', i + 1))
+        ++lines;
+    // The request line and the closing empty line are not fields.
+    return lines >= 2 ? lines - 2 : 0;
+}
+
 bool raw_head_is_clean(std::string_view head) {
     std::size_t pos = head.find('\n');
     while (pos != std::string_view::npos && pos + 1 < head.size()) {

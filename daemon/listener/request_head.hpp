@@ -18,6 +18,10 @@ std::size_t find_head_end(std::string_view data, std::size_t from = 0);
 // through could disagree with the upstream about where headers or messages end.
 bool raw_head_is_clean(std::string_view head);
 
+// Header field lines in a complete head (CRLF line ends): the lines between the request line
+// and the empty line that ends it.
+std::size_t header_field_count(std::string_view head);
+
 struct target_info {
     bool absolute = false;  // absolute-form (forward proxy)
     bool tls = false;       // absolute-form https://

@@ -37,6 +37,10 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t relay_chunk = 16 * 1024;
+// First read of a request head: most heads fit; a longer one grows the buffer as it arrives.
+constexpr std::size_t idle_read = 1024;
+// More header fields than this in one request head: 431, like an oversized head.
+constexpr std::size_t max_header_fields = 256;
 
 using request_parser = http::request_parser<http::buffer_body>;
 using response_parser = http::response_parser<http::buffer_body>;
@@ -57,22 +61,70 @@ std::string sf_string(std::string_view s) {
 }
 
 // Removes the hop-by-hop headers of RFC 9110 section 7.6.1, including those named in Connection.
+// One pass over the fields; names listed in Connection (other than the usual keep-alive and
+// close, which are removed anyway) are looked up afterwards.
 template <class Fields>
 void strip_hop_by_hop(Fields& f) {
     std::vector<std::string> named;
-    for (auto it = f.find(http::field::connection);
-         it != f.end() && it->name() == http::field::connection; ++it) {
-        for (auto token : http::token_list(it->value()))
-            named.emplace_back(token);
+    for (auto it = f.begin(); it != f.end();) {
+        switch (it->name()) {
+            case http::field::connection:
+                for (auto token : http::token_list(it->value())) {
+                    if (!iequals(token, "keep-alive") && !iequals(token, "close")) {
+                        named.emplace_back(token);
+                    }
+                }
+                [[fallthrough]];
+            case http::field::proxy_connection:
+            case http::field::keep_alive:
+            case http::field::te:
+            case http::field::trailer:
+            case http::field::upgrade:
+            case http::field::proxy_authorization:
+            case http::field::proxy_authenticate:
+                it = f.erase(it);
+                break;
+            default:
+                ++it;
+        }
     }
     for (const auto& n : named)
         f.erase(n);
-    for (auto fld :
-         {http::field::connection, http::field::proxy_connection, http::field::keep_alive,
-          http::field::te, http::field::trailer, http::field::upgrade,
-          http::field::proxy_authorization, http::field::proxy_authenticate}) {
-        f.erase(fld);
+}
+
+// Hands out relay buffers: a connection holds one only while a request is in flight, so that
+// idle keep-alive connections cost no more than their socket and a small read buffer.
+std::unique_ptr<char[]> take_chunk(worker_context& ctx) {
+    if (ctx.spare_chunks.empty()) return std::make_unique_for_overwrite<char[]>(relay_chunk);
+    auto c = std::move(ctx.spare_chunks.back());
+    ctx.spare_chunks.pop_back();
+    return c;
+}
+
+void give_chunk(worker_context& ctx, std::unique_ptr<char[]> c) {
+    constexpr std::size_t max_spare = 64;
+    if (c && ctx.spare_chunks.size() < max_spare) ctx.spare_chunks.push_back(std::move(c));
+}
+
+// Moves body bytes the parser's buffer already holds into `data` without any I/O, so that a
+// small body can leave together with the head. Returns the bytes placed; stops when `data` is
+// full, the buffer is used up, the message is complete or the framing needs more input.
+template <class Parser>
+std::size_t take_buffered_body(Parser& p, beast::flat_buffer& b, char* data, std::size_t cap,
+                               error_code& ec) {
+    auto& body = p.get().body();
+    body.data = data;
+    body.size = cap;
+    while (!p.is_done() && b.size() > 0 && body.size > 0) {
+        const std::size_t used = p.put(b.data(), ec);
+        b.consume(used);
+        if (ec == http::error::need_buffer || ec == http::error::need_more) {
+            ec = {};
+            break;
+        }
+        if (ec || used == 0) break;
     }
+    return cap - body.size;
 }
 
 class session final : public session_handle {
@@ -89,6 +141,7 @@ class session final : public session_handle {
         if (ctx_.stats) ctx_.stats->connection_opened();
     }
     ~session() override {
+        give_chunk(ctx_, std::move(chunk_));
         ctx_.sessions.erase(this);
         if (ctx_.stats) ctx_.stats->connection_closed();
     }
@@ -132,7 +185,7 @@ class session final : public session_handle {
         client_.socket().close(ec);
     }
 
-    enum class head_result { ok, closed, timeout, too_large, bad };
+    enum class head_result { ok, closed, timeout, too_large, too_many, bad };
     asio::awaitable<head_result> read_head(request_parser& p, bool first);
 
     asio::awaitable<void> send_error(exchange_state& x, errc e, std::string message,
@@ -156,7 +209,18 @@ class session final : public session_handle {
     bool idle_ = true;
     bool draining_ = false;
     upstream_connection* upstream_ = nullptr;
-    std::array<char, relay_chunk> chunk_{};
+    std::unique_ptr<char[]> chunk_;  // relay buffer, held only while a request is in flight
+
+    char* chunk() {
+        if (!chunk_) chunk_ = take_chunk(ctx_);
+        return chunk_.get();
+    }
+    // Between requests: give the relay buffer back and drop a read buffer that a large head
+    // grew, so that an idle connection holds little memory.
+    void going_idle() {
+        give_chunk(ctx_, std::move(chunk_));
+        if (buf_.size() == 0 && buf_.capacity() > idle_read) buf_.shrink_to_fit();
+    }
 };
 
 asio::awaitable<session::head_result> session::read_head(request_parser& p, bool first) {
@@ -181,6 +245,7 @@ asio::awaitable<session::head_result> session::read_head(request_parser& p, bool
             if (end > limit) co_return head_result::too_large;
             auto head = data.substr(0, end);
             if (!raw_head_is_clean(head)) co_return head_result::bad;
+            if (header_field_count(head) > max_header_fields) co_return head_result::too_many;
             error_code ec;
             std::size_t used = p.put(asio::buffer(head.data(), head.size()), ec);
             if (ec || used != head.size() || !p.is_header_done()) co_return head_result::bad;
@@ -190,7 +255,8 @@ asio::awaitable<session::head_result> session::read_head(request_parser& p, bool
         scanned = data.size();
         if (data.size() >= limit) co_return head_result::too_large;
 
-        std::size_t room = std::min<std::size_t>(limit + 4 - data.size(), 8192);
+        std::size_t room =
+            std::min<std::size_t>(limit + 4 - data.size(), data.empty() ? idle_read : 8192);
         auto [ec, n] = co_await client_.async_read_some(buf_.prepare(room), use_tuple);
         if (ec) {
             if (ec == beast::error::timeout)
@@ -257,6 +323,7 @@ asio::awaitable<void> session::run() {
         p.header_limit(static_cast<std::uint32_t>(ctx_.current->cfg.proxy.max_header_bytes));
         p.body_limit(boost::none);
         idle_ = buf_.size() == 0;
+        going_idle();
         auto r = co_await read_head(p, first);
         first = false;
         idle_ = false;
@@ -267,10 +334,16 @@ asio::awaitable<void> session::run() {
         if (r == head_result::closed || r == head_result::timeout) break;
         if (r != head_result::ok) {
             x.close_after = true;
-            co_await send_error(
-                x, r == head_result::too_large ? errc::header_too_large : errc::bad_request,
-                r == head_result::too_large ? "request head larger than proxy.max_header_bytes"
-                                            : "malformed request head (RFC 9112)");
+            if (r == head_result::too_large) {
+                co_await send_error(x, errc::header_too_large,
+                                    "request head larger than proxy.max_header_bytes");
+            } else if (r == head_result::too_many) {
+                co_await send_error(x, errc::header_too_large,
+                                    "more than " + std::to_string(max_header_fields) +
+                                        " header fields in the request head");
+            } else {
+                co_await send_error(x, errc::bad_request, "malformed request head (RFC 9112)");
+            }
             finish(x);
             break;
         }
@@ -537,6 +610,17 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
          req.method() == http::verb::delete_ || req.method() == http::verb::put ||
          req.method() == http::verb::trace);
     bool response_started = false;
+    // Closes the upstream connection on every way out but a clean, complete exchange, so that a
+    // connection with a half-sent request or an unread response is never pooled.
+    struct close_guard {
+        beast::tcp_stream& s;
+        bool armed = true;
+        ~close_guard() {
+            if (!armed) return;
+            error_code ignored;
+            s.socket().close(ignored);
+        }
+    } keep_upstream{upstream_tcp};
     auto broken = [&](error_code ec) -> error_code {
         if (!response_started && replayable &&
             (ec == asio::error::eof || ec == asio::error::connection_reset ||
@@ -548,49 +632,56 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
                                            : make_error_code(errc::upstream_protocol_error);
     };
 
-    // Request head and body, streamed through a fixed chunk.
+    // Request head and body, streamed through a fixed chunk. Body bytes that arrived with the
+    // head leave with it, in one write.
     http::request_serializer<http::buffer_body> sr{req};
-    req.body().data = nullptr;
-    req.body().size = 0;
-    req.body().more = !p.is_done();
-    upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
-    if (p.is_done()) {
-        auto [ec, n] = co_await http::async_write(up, sr, use_tuple);
-        if (ec) co_return broken(ec);
-    } else {
-        auto [ec, n] = co_await http::async_write_header(up, sr, use_tuple);
-        if (ec) co_return broken(ec);
-        while (!p.is_done()) {
-            req.body().data = chunk_.data();
-            req.body().size = chunk_.size();
-            client_.expires_after(rt.cfg.proxy.idle_timeout);
-            auto [rec, rn] = co_await http::async_read(client_, buf_, p, use_tuple);
-            if (rec == http::error::need_buffer) rec = {};
-            if (rec) {
-                // The client broke off or sent bad chunk framing: the upstream holds a partial
-                // request that must never complete, and the client connection cannot go on.
-                error_code ignored;
-                upstream_tcp.socket().close(ignored);
-                x.close_after = true;
-                if (rec.category() != http::make_error_code(http::error::bad_chunk).category() ||
-                    rec == http::error::end_of_stream || rec == http::error::partial_message) {
-                    x.status = rec == beast::error::timeout ? 408 : 400;
-                    x.head_sent = true;  // the client is gone: nobody to answer
-                }
-                co_return make_error_code(errc::bad_request);
-            }
-            const std::size_t got = chunk_.size() - req.body().size;
-            x.bytes_in += got;
-            req.body().data = chunk_.data();
-            req.body().size = got;
-            req.body().more = !p.is_done();
-            upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
-            auto [wec, wn] = co_await http::async_write(up, sr, use_tuple);
-            if (wec == http::error::need_buffer) wec = {};
-            if (wec) co_return broken(wec);
+    std::size_t got = 0;
+    if (!p.is_done() && buf_.size() > 0) {
+        error_code pec;
+        got = take_buffered_body(p, buf_, chunk(), relay_chunk, pec);
+        if (pec) {
+            x.close_after = true;
+            co_return make_error_code(errc::bad_request);
         }
     }
-
+    x.bytes_in += got;
+    req.body().data = got ? chunk() : nullptr;
+    req.body().size = got;
+    req.body().more = !p.is_done();
+    upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+    {
+        auto [ec, n] = co_await http::async_write(up, sr, use_tuple);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) co_return broken(ec);
+    }
+    while (!p.is_done()) {
+        req.body().data = chunk();
+        req.body().size = relay_chunk;
+        client_.expires_after(rt.cfg.proxy.idle_timeout);
+        auto [rec, rn] = co_await http::async_read(client_, buf_, p, use_tuple);
+        if (rec == http::error::need_buffer) rec = {};
+        if (rec) {
+            // The client broke off or sent bad chunk framing: the upstream holds a partial
+            // request that must never complete (the guard closes it), and the client
+            // connection cannot go on.
+            x.close_after = true;
+            if (rec.category() != http::make_error_code(http::error::bad_chunk).category() ||
+                rec == http::error::end_of_stream || rec == http::error::partial_message) {
+                x.status = rec == beast::error::timeout ? 408 : 400;
+                x.head_sent = true;  // the client is gone: nobody to answer
+            }
+            co_return make_error_code(errc::bad_request);
+        }
+        got = relay_chunk - req.body().size;
+        x.bytes_in += got;
+        req.body().data = chunk();
+        req.body().size = got;
+        req.body().more = !p.is_done();
+        upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+        auto [wec, wn] = co_await http::async_write(up, sr, use_tuple);
+        if (wec == http::error::need_buffer) wec = {};
+        if (wec) co_return broken(wec);
+    }
     // Response head; 1xx interim responses (but 101) are passed on and the next one read.
     std::optional<response_parser> rp;
     for (;;) {
@@ -656,55 +747,59 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
     res.keep_alive(keep_client);
     if (!keep_client) x.close_after = true;
 
+    // The head goes out together with whatever body bytes came with it (a small response is one
+    // write), then the rest streams through the chunk.
     http::response_serializer<http::buffer_body> rs{res};
-    res.body().data = nullptr;
-    res.body().size = 0;
+    got = 0;
+    if (!rp->is_done() && conn.buffer.size() > 0) {
+        error_code pec;
+        got = take_buffered_body(*rp, conn.buffer, chunk(), relay_chunk, pec);
+        if (pec) co_return make_error_code(errc::upstream_protocol_error);
+    }
+    x.bytes_out += got;
+    res.body().data = got ? chunk() : nullptr;
+    res.body().size = got;
     res.body().more = !rp->is_done();
     client_.expires_after(rt.cfg.proxy.idle_timeout);
-    if (rp->is_done()) {
+    {
         auto [wec, wn] = co_await http::async_write(client_, rs, use_tuple);
         x.head_sent = true;
-        if (wec) x.close_after = true;
-    } else {
-        auto [wec, wn] = co_await http::async_write_header(client_, rs, use_tuple);
-        x.head_sent = true;
+        if (wec == http::error::need_buffer) wec = {};
         if (wec) {
             x.close_after = true;
             co_return error_code{};
         }
-        while (!rp->is_done()) {
-            res.body().data = chunk_.data();
-            res.body().size = chunk_.size();
-            upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
-            auto [rec, rn] = co_await http::async_read(up, conn.buffer, *rp, use_tuple);
-            if (rec == http::error::need_buffer) rec = {};
-            if (rec) {
-                // The upstream broke off mid-body: the client must see a truncated message,
-                // never a complete-looking one.
-                x.close_after = true;
-                x.proxy_error = "http_protocol_error";
-                co_return error_code{};
-            }
-            const std::size_t got = chunk_.size() - res.body().size;
-            x.bytes_out += got;
-            res.body().data = chunk_.data();
-            res.body().size = got;
-            res.body().more = !rp->is_done();
-            client_.expires_after(rt.cfg.proxy.idle_timeout);
-            auto [cwec, cwn] = co_await http::async_write(client_, rs, use_tuple);
-            if (cwec == http::error::need_buffer) cwec = {};
-            if (cwec) {
-                x.close_after = true;
-                co_return error_code{};
-            }
+    }
+    while (!rp->is_done()) {
+        res.body().data = chunk();
+        res.body().size = relay_chunk;
+        upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+        auto [rec, rn] = co_await http::async_read(up, conn.buffer, *rp, use_tuple);
+        if (rec == http::error::need_buffer) rec = {};
+        if (rec) {
+            // The upstream broke off mid-body: the client must see a truncated message,
+            // never a complete-looking one.
+            x.close_after = true;
+            x.proxy_error = "http_protocol_error";
+            co_return error_code{};
+        }
+        got = relay_chunk - res.body().size;
+        x.bytes_out += got;
+        res.body().data = chunk();
+        res.body().size = got;
+        res.body().more = !rp->is_done();
+        client_.expires_after(rt.cfg.proxy.idle_timeout);
+        auto [cwec, cwn] = co_await http::async_write(client_, rs, use_tuple);
+        if (cwec == http::error::need_buffer) cwec = {};
+        if (cwec) {
+            x.close_after = true;
+            co_return error_code{};
         }
     }
-    // Reusable only after a complete, keep-alive response with nothing left over.
-    if (!upstream_keep_alive || !rp->is_done() || conn.buffer.size() != 0 ||
-        x.proxy_error == "http_protocol_error") {
-        error_code ignored;
-        upstream_tcp.socket().close(ignored);
-    }
+    // Reusable only after a complete, keep-alive response with nothing left over; every other
+    // way out of here leaves the connection to the guard, which closes it.
+    if (upstream_keep_alive && rp->is_done() && conn.buffer.size() == 0)
+        keep_upstream.armed = false;
     co_return error_code{};
 }
 

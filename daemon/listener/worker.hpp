@@ -64,6 +64,8 @@ struct worker_context {
     metrics* stats = nullptr;
     bool draining = false;
     std::set<session_handle*> sessions;
+    // Relay buffers of finished requests, for the next ones (see session.cpp).
+    std::vector<std::unique_ptr<char[]>> spare_chunks;
 };
 
 }  // namespace msiproxy

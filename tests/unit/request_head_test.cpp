@@ -30,6 +30,18 @@ TEST_CASE("request head: obs-fold and bare LF are refused", "[unit][request_head
     CHECK_FALSE(raw_head_is_clean("\nGET / HTTP/1.1\r\n\r\n"));
 }
 
+TEST_CASE("request head: header fields are counted between request line and empty line",
+          "[unit][request_head]") {
+    CHECK(header_field_count("GET / HTTP/1.1\r\n\r\n") == 0);
+    CHECK(header_field_count("GET / HTTP/1.1\r\nHost: a\r\n\r\n") == 1);
+    std::string head = "GET / HTTP/1.1\r\n";
+    for (int i = 0; i < 300; ++i)
+        head += "X-" + std::to_string(i) + ": v\r\n";
+    head += "\r\n";
+    CHECK(header_field_count(head) == 300);
+    CHECK(header_field_count("") == 0);
+}
+
 TEST_CASE("request head: origin-form needs exactly one valid Host", "[unit][request_head]") {
     target_info t;
     std::string why;
