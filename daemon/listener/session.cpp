@@ -32,6 +32,7 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using steady = std::chrono::steady_clock;
 using asio::experimental::awaitable_operators::operator&&;
+using asio::experimental::awaitable_operators::operator||;
 
 namespace {
 
@@ -92,6 +93,52 @@ void strip_hop_by_hop(Fields& f) {
         f.erase(n);
 }
 
+// A deadline for one side of a connection, watched by one timer, with no cost per operation:
+// moving the deadline later (what the usual flow of a request does) is a store, and only moving
+// it earlier re-arms the timer. watch() calls on_expiry once each time a deadline passes; the
+// operation in progress then fails because on_expiry closed its socket.
+class deadline {
+  public:
+    explicit deadline(const asio::any_io_executor& ex) : timer_(ex, steady::time_point::max()) {}
+
+    void arm(steady::duration d) {
+        at_ = steady::now() + d;
+        expired_ = false;
+        if (at_ < timer_.expiry()) timer_.expires_at(at_);  // wakes the watcher early
+    }
+    void disarm() { at_ = steady::time_point::max(); }
+    // The last armed deadline passed (until the next arm()).
+    bool expired() const { return expired_; }
+
+    template <class F>
+    asio::awaitable<void> watch(F on_expiry) {
+        for (;;) {
+            auto [ec] = co_await timer_.async_wait(use_tuple);
+            auto cs = co_await asio::this_coro::cancellation_state;
+            if (cs.cancelled() != asio::cancellation_type::none) co_return;
+            if (ec == asio::error::operation_aborted) continue;  // re-armed earlier
+            if (at_ <= steady::now()) {
+                at_ = steady::time_point::max();
+                expired_ = true;
+                on_expiry();
+            }
+            timer_.expires_at(at_);
+        }
+    }
+
+  private:
+    asio::steady_timer timer_;
+    steady::time_point at_ = steady::time_point::max();
+    bool expired_ = false;
+};
+
+tcp::socket& socket_of(tcp::socket& s) {
+    return s;
+}
+tcp::socket& socket_of(beast::tcp_stream& s) {
+    return s.socket();
+}
+
 // Hands out relay buffers: a connection holds one only while a request is in flight, so that
 // idle keep-alive connections cost no more than their socket and a small read buffer.
 std::unique_ptr<char[]> take_chunk(worker_context& ctx) {
@@ -132,11 +179,13 @@ class session final : public session_handle {
     session(tcp::socket socket, worker_context& ctx)
         : ctx_(ctx),
           client_(std::move(socket)),
+          client_deadline_(ctx.ex),
+          upstream_deadline_(ctx.ex),
           buf_(ctx.current->cfg.proxy.max_header_bytes + relay_chunk) {
         error_code ec;
-        auto ep = client_.socket().remote_endpoint(ec);
+        auto ep = client_.remote_endpoint(ec);
         if (!ec) peer_ = ep.address().to_string() + ':' + std::to_string(ep.port());
-        client_.socket().set_option(tcp::no_delay(true), ec);
+        client_.set_option(tcp::no_delay(true), ec);
         ctx_.sessions.insert(this);
         if (ctx_.stats) ctx_.stats->connection_opened();
     }
@@ -160,6 +209,11 @@ class session final : public session_handle {
     }
 
     asio::awaitable<void> run();
+    // The request loop, with the watchers of both deadlines beside it for its whole life.
+    asio::awaitable<void> serve() {
+        co_await (run() || client_deadline_.watch([this] { client_expired(); }) ||
+                  upstream_deadline_.watch([this] { upstream_expired(); }));
+    }
 
   private:
     // Per-request state, reset by each iteration of the loop.
@@ -181,8 +235,32 @@ class session final : public session_handle {
 
     void close_client() {
         error_code ec;
-        client_.socket().shutdown(tcp::socket::shutdown_both, ec);
-        client_.socket().close(ec);
+        client_.shutdown(tcp::socket::shutdown_both, ec);
+        client_.close(ec);
+    }
+
+    // Before waiting on the client (a read or a write), or on the upstream: the other side's
+    // deadline does not run meanwhile.
+    void on_client(steady::duration d) {
+        client_deadline_.arm(d);
+        upstream_deadline_.disarm();
+    }
+    void on_upstream(steady::duration d) {
+        upstream_deadline_.arm(d);
+        client_deadline_.disarm();
+    }
+    void client_expired() {
+        close_client();
+        if (tunnel_up_) {
+            error_code ec;
+            tunnel_up_->socket().close(ec);
+        }
+    }
+    void upstream_expired() {
+        if (upstream_) {
+            error_code ec;
+            upstream_->tcp().socket().close(ec);
+        }
     }
 
     enum class head_result { ok, closed, timeout, too_large, too_many, bad };
@@ -203,7 +281,10 @@ class session final : public session_handle {
     void finish(exchange_state& x);
 
     worker_context& ctx_;
-    beast::tcp_stream client_;
+    tcp::socket client_;
+    deadline client_deadline_;
+    deadline upstream_deadline_;
+    beast::tcp_stream* tunnel_up_ = nullptr;  // a CONNECT tunnel's upstream, while it runs
     beast::flat_buffer buf_;
     std::string peer_;
     bool idle_ = true;
@@ -228,7 +309,8 @@ asio::awaitable<session::head_result> session::read_head(request_parser& p, bool
     const std::size_t limit = pc.max_header_bytes;
     std::size_t scanned = 0;
     bool started = buf_.size() > 0;
-    client_.expires_after(first || started ? pc.header_timeout : pc.idle_timeout);
+    bool header_deadline = first || started;
+    on_client(header_deadline ? pc.header_timeout : pc.idle_timeout);
     for (;;) {
         auto data = std::string_view(static_cast<const char*>(buf_.data().data()), buf_.size());
         // RFC 9112 section 2.2: ignore empty lines before the request line.
@@ -255,27 +337,30 @@ asio::awaitable<session::head_result> session::read_head(request_parser& p, bool
         scanned = data.size();
         if (data.size() >= limit) co_return head_result::too_large;
 
+        if (started && !header_deadline) {
+            // Part of a request arrived: the rest of the head must follow within
+            // header_timeout, however long the connection idled before.
+            on_client(pc.header_timeout);
+            header_deadline = true;
+        }
         std::size_t room =
             std::min<std::size_t>(limit + 4 - data.size(), data.empty() ? idle_read : 8192);
         auto [ec, n] = co_await client_.async_read_some(buf_.prepare(room), use_tuple);
         if (ec) {
-            if (ec == beast::error::timeout)
+            if (client_deadline_.expired())
                 co_return started ? head_result::timeout : head_result::closed;
             co_return head_result::closed;
         }
         buf_.commit(n);
         if (!started) {
-            // The first byte of a request arrived: the whole head must follow within
-            // header_timeout, however long the connection idled before.
             started = true;
             idle_ = false;
-            client_.expires_after(pc.header_timeout);
         }
     }
 }
 
 asio::awaitable<void> session::send_raw(std::string_view bytes) {
-    client_.expires_after(ctx_.current->cfg.proxy.idle_timeout);
+    on_client(ctx_.current->cfg.proxy.idle_timeout);
     co_await asio::async_write(client_, asio::buffer(bytes.data(), bytes.size()), use_tuple);
 }
 
@@ -303,7 +388,7 @@ asio::awaitable<void> session::send_error(exchange_state& x, errc e, std::string
     res.body() = body.dump() + "\n";
     res.keep_alive(!x.close_after && !draining_);
     res.prepare_payload();
-    client_.expires_after(ctx_.current->cfg.proxy.idle_timeout);
+    on_client(ctx_.current->cfg.proxy.idle_timeout);
     auto [ec, n] = co_await http::async_write(client_, res, use_tuple);
     x.head_sent = true;
     if (ec) x.close_after = true;
@@ -504,38 +589,46 @@ asio::awaitable<void> session::handle_connect(request_parser& p, exchange_state&
     co_await send_raw("HTTP/1.1 200 Connection Established\r\n\r\n");
     x.head_sent = true;
 
+    // The tunnel's inactivity limit is the client deadline, whichever way the bytes go.
+    up.expires_never();
+    tunnel_up_ = &up;
+    struct forget_tunnel {
+        beast::tcp_stream*& p;
+        ~forget_tunnel() { p = nullptr; }
+    } forget{tunnel_up_};
     // Bytes the client sent after the CONNECT head belong to the tunnel.
     if (buf_.size() > 0) {
-        up.expires_after(rt.cfg.proxy.idle_timeout);
+        on_client(rt.cfg.proxy.idle_timeout);
         auto [wec, n] = co_await asio::async_write(up, buf_.data(), use_tuple);
         x.bytes_in += n;
         buf_.consume(buf_.size());
         if (wec) co_return;
     }
     const auto idle = rt.cfg.proxy.idle_timeout;
-    auto pump = [idle](beast::tcp_stream& from, beast::tcp_stream& to,
-                       std::uint64_t& counter) -> asio::awaitable<void> {
-        std::array<char, relay_chunk> data;
+    auto pump = [this, idle](auto& from, auto& to,
+                             std::uint64_t& counter) -> asio::awaitable<void> {
+        auto data = std::make_unique_for_overwrite<char[]>(relay_chunk);
         for (;;) {
-            from.expires_after(idle);
-            auto [rec, n] = co_await from.async_read_some(asio::buffer(data), use_tuple);
+            client_deadline_.arm(idle);
+            auto [rec, n] =
+                co_await from.async_read_some(asio::buffer(data.get(), relay_chunk), use_tuple);
             if (rec) {
                 error_code ignored;
                 if (rec == asio::error::eof) {
-                    to.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                    socket_of(to).shutdown(tcp::socket::shutdown_send, ignored);
                 } else {
-                    from.socket().close(ignored);
-                    to.socket().close(ignored);
+                    socket_of(from).close(ignored);
+                    socket_of(to).close(ignored);
                 }
                 co_return;
             }
-            to.expires_after(idle);
-            auto [wec, m] = co_await asio::async_write(to, asio::buffer(data.data(), n), use_tuple);
+            client_deadline_.arm(idle);
+            auto [wec, m] = co_await asio::async_write(to, asio::buffer(data.get(), n), use_tuple);
             counter += m;
             if (wec) {
                 error_code ignored;
-                from.socket().close(ignored);
-                to.socket().close(ignored);
+                socket_of(from).close(ignored);
+                socket_of(to).close(ignored);
                 co_return;
             }
         }
@@ -622,14 +715,14 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         }
     } keep_upstream{upstream_tcp};
     auto broken = [&](error_code ec) -> error_code {
+        if (upstream_deadline_.expired()) return make_error_code(errc::upstream_response_timeout);
         if (!response_started && replayable &&
             (ec == asio::error::eof || ec == asio::error::connection_reset ||
              ec == asio::error::broken_pipe || ec == http::error::end_of_stream ||
              ec == asio::ssl::error::stream_truncated)) {
             retry_ok = true;
         }
-        return ec == beast::error::timeout ? make_error_code(errc::upstream_response_timeout)
-                                           : make_error_code(errc::upstream_protocol_error);
+        return make_error_code(errc::upstream_protocol_error);
     };
 
     // Request head and body, streamed through a fixed chunk. Body bytes that arrived with the
@@ -648,7 +741,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
     req.body().data = got ? chunk() : nullptr;
     req.body().size = got;
     req.body().more = !p.is_done();
-    upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+    on_upstream(rt.cfg.upstream.response_timeout);
     {
         auto [ec, n] = co_await http::async_write(up, sr, use_tuple);
         if (ec == http::error::need_buffer) ec = {};
@@ -657,7 +750,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
     while (!p.is_done()) {
         req.body().data = chunk();
         req.body().size = relay_chunk;
-        client_.expires_after(rt.cfg.proxy.idle_timeout);
+        on_client(rt.cfg.proxy.idle_timeout);
         auto [rec, rn] = co_await http::async_read(client_, buf_, p, use_tuple);
         if (rec == http::error::need_buffer) rec = {};
         if (rec) {
@@ -667,7 +760,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
             x.close_after = true;
             if (rec.category() != http::make_error_code(http::error::bad_chunk).category() ||
                 rec == http::error::end_of_stream || rec == http::error::partial_message) {
-                x.status = rec == beast::error::timeout ? 408 : 400;
+                x.status = client_deadline_.expired() ? 408 : 400;
                 x.head_sent = true;  // the client is gone: nobody to answer
             }
             co_return make_error_code(errc::bad_request);
@@ -677,7 +770,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         req.body().data = chunk();
         req.body().size = got;
         req.body().more = !p.is_done();
-        upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+        on_upstream(rt.cfg.upstream.response_timeout);
         auto [wec, wn] = co_await http::async_write(up, sr, use_tuple);
         if (wec == http::error::need_buffer) wec = {};
         if (wec) co_return broken(wec);
@@ -689,7 +782,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         rp->body_limit(boost::none);
         rp->header_limit(static_cast<std::uint32_t>(rt.cfg.proxy.max_header_bytes));
         if (head_request) rp->skip(true);
-        upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+        on_upstream(rt.cfg.upstream.response_timeout);
         auto [ec, n] = co_await http::async_read_header(up, conn.buffer, *rp, use_tuple);
         if (ec) co_return broken(ec);
         response_started = true;
@@ -701,7 +794,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
                 for (const auto& f : rp->get())
                     interim.insert(f.name_string(), f.value());
                 strip_hop_by_hop(interim);
-                client_.expires_after(rt.cfg.proxy.idle_timeout);
+                on_client(rt.cfg.proxy.idle_timeout);
                 auto [wec, wn] = co_await http::async_write(client_, interim, use_tuple);
                 if (wec) {
                     x.close_after = true;
@@ -760,7 +853,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
     res.body().data = got ? chunk() : nullptr;
     res.body().size = got;
     res.body().more = !rp->is_done();
-    client_.expires_after(rt.cfg.proxy.idle_timeout);
+    on_client(rt.cfg.proxy.idle_timeout);
     {
         auto [wec, wn] = co_await http::async_write(client_, rs, use_tuple);
         x.head_sent = true;
@@ -773,7 +866,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
     while (!rp->is_done()) {
         res.body().data = chunk();
         res.body().size = relay_chunk;
-        upstream_tcp.expires_after(rt.cfg.upstream.response_timeout);
+        on_upstream(rt.cfg.upstream.response_timeout);
         auto [rec, rn] = co_await http::async_read(up, conn.buffer, *rp, use_tuple);
         if (rec == http::error::need_buffer) rec = {};
         if (rec) {
@@ -788,7 +881,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         res.body().data = chunk();
         res.body().size = got;
         res.body().more = !rp->is_done();
-        client_.expires_after(rt.cfg.proxy.idle_timeout);
+        on_client(rt.cfg.proxy.idle_timeout);
         auto [cwec, cwn] = co_await http::async_write(client_, rs, use_tuple);
         if (cwec == http::error::need_buffer) cwec = {};
         if (cwec) {
@@ -807,7 +900,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
 
 asio::awaitable<void> run_session(tcp::socket socket, worker_context& ctx) {
     session s(std::move(socket), ctx);
-    co_await s.run();
+    co_await s.serve();
 }
 
 }  // namespace msiproxy
