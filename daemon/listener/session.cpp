@@ -3,6 +3,7 @@
 #include "listener/session.hpp"
 
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -139,6 +140,60 @@ tcp::socket& socket_of(beast::tcp_stream& s) {
     return s.socket();
 }
 
+// Heads are written by hand: Beast's serializer walks its buffer sequences field by field,
+// which costs more than everything else a small request needs. The fields went through Beast's
+// parser, so names and values are already valid.
+template <bool isRequest>
+void append_fields(std::string& out, const http::header<isRequest>& h) {
+    for (const auto& f : h) {
+        out.append(std::string_view(f.name_string())).append(": ");
+        out.append(std::string_view(f.value())).append("\r\n");
+    }
+    out.append("\r\n");
+}
+
+void append_request_head(std::string& out, const http::request_header<>& req) {
+    out.append(std::string_view(req.method_string())).append(" ");
+    out.append(std::string_view(req.target())).append(" HTTP/1.1\r\n");
+    append_fields(out, req);
+}
+
+void append_response_head(std::string& out, const http::response_header<>& res) {
+    out.append(res.version() >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ");
+    const unsigned code = res.result_int();
+    const char digits[3] = {static_cast<char>('0' + code / 100 % 10),
+                            static_cast<char>('0' + code / 10 % 10),
+                            static_cast<char>('0' + code % 10)};
+    out.append(digits, 3).append(" ");
+    out.append(std::string_view(res.reason())).append("\r\n");
+    append_fields(out, res);
+}
+
+// Writes, in one gather write: `head` (may be empty), then `n` body bytes at `data`, as they are
+// or as one chunk of the chunked coding, and for a chunked body that is complete (`last`), the
+// last chunk. Trailers are not forwarded.
+template <class Stream>
+asio::awaitable<error_code> write_piece(Stream& s, std::string_view head, const char* data,
+                                        std::size_t n, bool chunked, bool last) {
+    char size_line[20];
+    std::size_t size_len = 0;
+    if (chunked && n > 0) {
+        auto r = std::to_chars(size_line, size_line + 16, n, 16);
+        *r.ptr++ = '\r';
+        *r.ptr++ = '\n';
+        size_len = static_cast<std::size_t>(r.ptr - size_line);
+    }
+    const bool crlf = chunked && n > 0;
+    const bool end = chunked && last;
+    const std::array<asio::const_buffer, 5> pieces{
+        asio::buffer(head.data(), head.size()), asio::buffer(size_line, size_len),
+        asio::buffer(data, data ? n : 0), asio::buffer("\r\n", crlf ? 2 : 0),
+        asio::buffer("0\r\n\r\n", end ? 5 : 0)};
+    if (asio::buffer_size(pieces) == 0) co_return error_code{};
+    auto [ec, written] = co_await asio::async_write(s, pieces, use_tuple);
+    co_return ec;
+}
+
 // Hands out relay buffers: a connection holds one only while a request is in flight, so that
 // idle keep-alive connections cost no more than their socket and a small read buffer.
 std::unique_ptr<char[]> take_chunk(worker_context& ctx) {
@@ -191,6 +246,7 @@ class session final : public session_handle {
     }
     ~session() override {
         give_chunk(ctx_, std::move(chunk_));
+        give_head();
         ctx_.sessions.erase(this);
         if (ctx_.stats) ctx_.stats->connection_closed();
     }
@@ -290,16 +346,32 @@ class session final : public session_handle {
     bool idle_ = true;
     bool draining_ = false;
     upstream_connection* upstream_ = nullptr;
-    std::unique_ptr<char[]> chunk_;  // relay buffer, held only while a request is in flight
+    std::unique_ptr<char[]> chunk_;      // relay buffer, held only while a request is in flight
+    std::unique_ptr<std::string> head_;  // the head being written, likewise
 
     char* chunk() {
         if (!chunk_) chunk_ = take_chunk(ctx_);
         return chunk_.get();
     }
+    std::string& head_buffer() {
+        if (!head_ && !ctx_.spare_heads.empty()) {
+            head_ = std::move(ctx_.spare_heads.back());
+            ctx_.spare_heads.pop_back();
+        }
+        if (!head_) head_ = std::make_unique<std::string>();
+        return *head_;
+    }
+    void give_head() {
+        if (head_ && ctx_.spare_heads.size() < 64 && head_->capacity() <= 16 * 1024) {
+            ctx_.spare_heads.push_back(std::move(head_));
+        }
+        head_.reset();
+    }
     // Between requests: give the relay buffer back and drop a read buffer that a large head
     // grew, so that an idle connection holds little memory.
     void going_idle() {
         give_chunk(ctx_, std::move(chunk_));
+        give_head();
         if (buf_.size() == 0 && buf_.capacity() > idle_read) buf_.shrink_to_fit();
     }
 };
@@ -727,7 +799,10 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
 
     // Request head and body, streamed through a fixed chunk. Body bytes that arrived with the
     // head leave with it, in one write.
-    http::request_serializer<http::buffer_body> sr{req};
+    std::string& head = head_buffer();
+    head.clear();
+    append_request_head(head, req);
+    const bool request_chunked = req.chunked();
     std::size_t got = 0;
     if (!p.is_done() && buf_.size() > 0) {
         error_code pec;
@@ -738,18 +813,15 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         }
     }
     x.bytes_in += got;
-    req.body().data = got ? chunk() : nullptr;
-    req.body().size = got;
-    req.body().more = !p.is_done();
     on_upstream(rt.cfg.upstream.response_timeout);
-    {
-        auto [ec, n] = co_await http::async_write(up, sr, use_tuple);
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec) co_return broken(ec);
+    if (auto ec = co_await write_piece(up, head, got ? chunk() : nullptr, got, request_chunked,
+                                       p.is_done())) {
+        co_return broken(ec);
     }
     while (!p.is_done()) {
-        req.body().data = chunk();
-        req.body().size = relay_chunk;
+        auto& body = req.body();
+        body.data = chunk();
+        body.size = relay_chunk;
         on_client(rt.cfg.proxy.idle_timeout);
         auto [rec, rn] = co_await http::async_read(client_, buf_, p, use_tuple);
         if (rec == http::error::need_buffer) rec = {};
@@ -765,16 +837,13 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
             }
             co_return make_error_code(errc::bad_request);
         }
-        got = relay_chunk - req.body().size;
+        got = relay_chunk - body.size;
         x.bytes_in += got;
-        req.body().data = chunk();
-        req.body().size = got;
-        req.body().more = !p.is_done();
         on_upstream(rt.cfg.upstream.response_timeout);
-        auto [wec, wn] = co_await http::async_write(up, sr, use_tuple);
-        if (wec == http::error::need_buffer) wec = {};
-        if (wec) co_return broken(wec);
+        if (auto ec = co_await write_piece(up, {}, chunk(), got, request_chunked, p.is_done()))
+            co_return broken(ec);
     }
+
     // Response head; 1xx interim responses (but 101) are passed on and the next one read.
     std::optional<response_parser> rp;
     for (;;) {
@@ -790,13 +859,13 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         if (status >= 100 && status < 200) {
             if (status == 101) co_return make_error_code(errc::upstream_protocol_error);
             if (status != 100 && req.version() >= 11) {
-                http::response<http::empty_body> interim{rp->get().result(), 11};
-                for (const auto& f : rp->get())
-                    interim.insert(f.name_string(), f.value());
+                auto& interim = rp->get();
                 strip_hop_by_hop(interim);
+                interim.version(11);
+                head.clear();
+                append_response_head(head, interim);
                 on_client(rt.cfg.proxy.idle_timeout);
-                auto [wec, wn] = co_await http::async_write(client_, interim, use_tuple);
-                if (wec) {
+                if (co_await write_piece(client_, head, nullptr, 0, false, false)) {
                     x.close_after = true;
                     x.head_sent = true;
                     co_return error_code{};
@@ -839,10 +908,12 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
     res.version(client_http11 ? 11 : 10);
     res.keep_alive(keep_client);
     if (!keep_client) x.close_after = true;
+    const bool response_chunked = body_expected && res.chunked();
 
     // The head goes out together with whatever body bytes came with it (a small response is one
     // write), then the rest streams through the chunk.
-    http::response_serializer<http::buffer_body> rs{res};
+    head.clear();
+    append_response_head(head, res);
     got = 0;
     if (!rp->is_done() && conn.buffer.size() > 0) {
         error_code pec;
@@ -850,22 +921,18 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         if (pec) co_return make_error_code(errc::upstream_protocol_error);
     }
     x.bytes_out += got;
-    res.body().data = got ? chunk() : nullptr;
-    res.body().size = got;
-    res.body().more = !rp->is_done();
     on_client(rt.cfg.proxy.idle_timeout);
-    {
-        auto [wec, wn] = co_await http::async_write(client_, rs, use_tuple);
-        x.head_sent = true;
-        if (wec == http::error::need_buffer) wec = {};
-        if (wec) {
-            x.close_after = true;
-            co_return error_code{};
-        }
+    auto wec = co_await write_piece(client_, head, got ? chunk() : nullptr, got, response_chunked,
+                                    rp->is_done());
+    x.head_sent = true;
+    if (wec) {
+        x.close_after = true;
+        co_return error_code{};
     }
     while (!rp->is_done()) {
-        res.body().data = chunk();
-        res.body().size = relay_chunk;
+        auto& body = res.body();
+        body.data = chunk();
+        body.size = relay_chunk;
         on_upstream(rt.cfg.upstream.response_timeout);
         auto [rec, rn] = co_await http::async_read(up, conn.buffer, *rp, use_tuple);
         if (rec == http::error::need_buffer) rec = {};
@@ -876,15 +943,10 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
             x.proxy_error = "http_protocol_error";
             co_return error_code{};
         }
-        got = relay_chunk - res.body().size;
+        got = relay_chunk - body.size;
         x.bytes_out += got;
-        res.body().data = chunk();
-        res.body().size = got;
-        res.body().more = !rp->is_done();
         on_client(rt.cfg.proxy.idle_timeout);
-        auto [cwec, cwn] = co_await http::async_write(client_, rs, use_tuple);
-        if (cwec == http::error::need_buffer) cwec = {};
-        if (cwec) {
+        if (co_await write_piece(client_, {}, chunk(), got, response_chunked, rp->is_done())) {
             x.close_after = true;
             co_return error_code{};
         }

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <set>
+#include <string>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -66,6 +67,7 @@ struct worker_context {
     std::set<session_handle*> sessions;
     // Relay buffers of finished requests, for the next ones (see session.cpp).
     std::vector<std::unique_ptr<char[]>> spare_chunks;
+    std::vector<std::unique_ptr<std::string>> spare_heads;
 };
 
 }  // namespace msiproxy
