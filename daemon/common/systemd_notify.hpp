@@ -1,5 +1,4 @@
-// sd_notify(3) messages to systemd when NOTIFY_SOCKET is set; no-ops otherwise or when built
-// without libsystemd.
+// sd_notify(3) messages to systemd when NOTIFY_SOCKET is set; no-ops otherwise.
 #pragma once
 
 #include <chrono>
