@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -94,22 +95,27 @@ void strip_hop_by_hop(Fields& f) {
         f.erase(n);
 }
 
-// A deadline for one side of a connection, watched by one timer, with no cost per operation:
-// moving the deadline later (what the usual flow of a request does) is a store, and only moving
-// it earlier re-arms the timer. watch() calls on_expiry once each time a deadline passes; the
-// operation in progress then fails because on_expiry closed its socket.
+// The deadline of what a connection is waiting for (the client or the upstream; a session waits
+// on one at a time), watched by one timer, with no cost per operation: moving the deadline later
+// (what the usual flow of a request does) is a store, and only moving it earlier re-arms the
+// timer. watch() calls on_expiry(side) each time a deadline passes; the operation in progress
+// then fails because on_expiry closed its socket.
 class deadline {
   public:
+    enum class side { client, upstream };
+
     explicit deadline(const asio::any_io_executor& ex) : timer_(ex, steady::time_point::max()) {}
 
-    void arm(steady::duration d) {
+    void arm(steady::duration d, side s) {
         at_ = steady::now() + d;
+        side_ = s;
         expired_ = false;
         if (at_ < timer_.expiry()) timer_.expires_at(at_);  // wakes the watcher early
     }
+    // Nothing to wait for (a token fetch or a connect, which have their own limits).
     void disarm() { at_ = steady::time_point::max(); }
-    // The last armed deadline passed (until the next arm()).
-    bool expired() const { return expired_; }
+    // The last armed deadline, for side s, passed (until the next arm()).
+    bool expired(side s) const { return expired_ && side_ == s; }
 
     template <class F>
     asio::awaitable<void> watch(F on_expiry) {
@@ -121,7 +127,7 @@ class deadline {
             if (at_ <= steady::now()) {
                 at_ = steady::time_point::max();
                 expired_ = true;
-                on_expiry();
+                on_expiry(side_);
             }
             timer_.expires_at(at_);
         }
@@ -130,6 +136,7 @@ class deadline {
   private:
     asio::steady_timer timer_;
     steady::time_point at_ = steady::time_point::max();
+    side side_ = side::client;
     bool expired_ = false;
 };
 
@@ -234,13 +241,13 @@ class session final : public session_handle {
     session(tcp::socket socket, worker_context& ctx)
         : ctx_(ctx),
           client_(std::move(socket)),
-          client_deadline_(ctx.ex),
-          upstream_deadline_(ctx.ex),
+          deadline_(ctx.ex),
           buf_(ctx.current->cfg.proxy.max_header_bytes + relay_chunk) {
         error_code ec;
         auto ep = client_.remote_endpoint(ec);
         if (!ec) peer_ = ep.address().to_string() + ':' + std::to_string(ep.port());
         client_.set_option(tcp::no_delay(true), ec);
+        client_.non_blocking(true, ec);  // read_head's first read tries without waiting
         ctx_.sessions.insert(this);
         if (ctx_.stats) ctx_.stats->connection_opened();
     }
@@ -267,8 +274,13 @@ class session final : public session_handle {
     asio::awaitable<void> run();
     // The request loop, with the watchers of both deadlines beside it for its whole life.
     asio::awaitable<void> serve() {
-        co_await (run() || client_deadline_.watch([this] { client_expired(); }) ||
-                  upstream_deadline_.watch([this] { upstream_expired(); }));
+        co_await (run() || deadline_.watch([this](deadline::side s) {
+            if (s == deadline::side::client) {
+                client_expired();
+            } else {
+                upstream_expired();
+            }
+        }));
     }
 
   private:
@@ -295,16 +307,11 @@ class session final : public session_handle {
         client_.close(ec);
     }
 
-    // Before waiting on the client (a read or a write), or on the upstream: the other side's
-    // deadline does not run meanwhile.
-    void on_client(steady::duration d) {
-        client_deadline_.arm(d);
-        upstream_deadline_.disarm();
-    }
-    void on_upstream(steady::duration d) {
-        upstream_deadline_.arm(d);
-        client_deadline_.disarm();
-    }
+    // Before waiting on the client (a read or a write), or on the upstream.
+    void on_client(steady::duration d) { deadline_.arm(d, deadline::side::client); }
+    void on_upstream(steady::duration d) { deadline_.arm(d, deadline::side::upstream); }
+    bool client_timed_out() const { return deadline_.expired(deadline::side::client); }
+    bool upstream_timed_out() const { return deadline_.expired(deadline::side::upstream); }
     void client_expired() {
         close_client();
         if (tunnel_up_) {
@@ -338,8 +345,7 @@ class session final : public session_handle {
 
     worker_context& ctx_;
     tcp::socket client_;
-    deadline client_deadline_;
-    deadline upstream_deadline_;
+    deadline deadline_;
     beast::tcp_stream* tunnel_up_ = nullptr;  // a CONNECT tunnel's upstream, while it runs
     beast::flat_buffer buf_;
     std::string peer_;
@@ -417,10 +423,23 @@ asio::awaitable<session::head_result> session::read_head(request_parser& p, bool
         }
         std::size_t room =
             std::min<std::size_t>(limit + 4 - data.size(), data.empty() ? idle_read : 8192);
-        auto [ec, n] = co_await client_.async_read_some(buf_.prepare(room), use_tuple);
+        error_code ec;
+        std::size_t n = 0;
+        if (data.empty()) {
+            // Nothing buffered: read what is there now, else wait for the client without
+            // holding a read buffer, so that an idle keep-alive connection costs little more
+            // than its socket.
+            n = client_.read_some(buf_.prepare(room), ec);  // the socket is non-blocking
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                buf_.shrink_to_fit();
+                std::tie(ec) = co_await client_.async_wait(tcp::socket::wait_read, use_tuple);
+                if (!ec) continue;
+            }
+        } else {
+            std::tie(ec, n) = co_await client_.async_read_some(buf_.prepare(room), use_tuple);
+        }
         if (ec) {
-            if (client_deadline_.expired())
-                co_return started ? head_result::timeout : head_result::closed;
+            if (client_timed_out()) co_return started ? head_result::timeout : head_result::closed;
             co_return head_result::closed;
         }
         buf_.commit(n);
@@ -482,6 +501,7 @@ asio::awaitable<void> session::run() {
         idle_ = buf_.size() == 0;
         going_idle();
         auto r = co_await read_head(p, first);
+        deadline_.disarm();  // the token fetch and the upstream connect have their own limits
         first = false;
         idle_ = false;
 
@@ -681,7 +701,7 @@ asio::awaitable<void> session::handle_connect(request_parser& p, exchange_state&
                              std::uint64_t& counter) -> asio::awaitable<void> {
         auto data = std::make_unique_for_overwrite<char[]>(relay_chunk);
         for (;;) {
-            client_deadline_.arm(idle);
+            on_client(idle);
             auto [rec, n] =
                 co_await from.async_read_some(asio::buffer(data.get(), relay_chunk), use_tuple);
             if (rec) {
@@ -694,7 +714,7 @@ asio::awaitable<void> session::handle_connect(request_parser& p, exchange_state&
                 }
                 co_return;
             }
-            client_deadline_.arm(idle);
+            on_client(idle);
             auto [wec, m] = co_await asio::async_write(to, asio::buffer(data.get(), n), use_tuple);
             counter += m;
             if (wec) {
@@ -787,7 +807,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         }
     } keep_upstream{upstream_tcp};
     auto broken = [&](error_code ec) -> error_code {
-        if (upstream_deadline_.expired()) return make_error_code(errc::upstream_response_timeout);
+        if (upstream_timed_out()) return make_error_code(errc::upstream_response_timeout);
         if (!response_started && replayable &&
             (ec == asio::error::eof || ec == asio::error::connection_reset ||
              ec == asio::error::broken_pipe || ec == http::error::end_of_stream ||
@@ -832,7 +852,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
             x.close_after = true;
             if (rec.category() != http::make_error_code(http::error::bad_chunk).category() ||
                 rec == http::error::end_of_stream || rec == http::error::partial_message) {
-                x.status = client_deadline_.expired() ? 408 : 400;
+                x.status = client_timed_out() ? 408 : 400;
                 x.head_sent = true;  // the client is gone: nobody to answer
             }
             co_return make_error_code(errc::bad_request);
