@@ -838,6 +838,8 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
                                        p.is_done())) {
         co_return broken(ec);
     }
+    // Beast reads no more than the buffer's free space: make room for a TLS record's worth.
+    if (!p.is_done()) buf_.reserve(relay_chunk);
     while (!p.is_done()) {
         auto& body = req.body();
         body.data = chunk();
@@ -949,6 +951,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         x.close_after = true;
         co_return error_code{};
     }
+    if (!rp->is_done()) conn.buffer.reserve(relay_chunk);
     while (!rp->is_done()) {
         auto& body = res.body();
         body.data = chunk();

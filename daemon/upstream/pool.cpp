@@ -212,6 +212,8 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn) {
     auto& list = idle_[conn->key()];
     if (list.size() >= opts_.max_idle_per_endpoint) return;  // closes it
     conn->tcp().expires_never();
+    // Empty here; a parked connection keeps no body-sized read buffer.
+    if (conn->buffer.capacity() > 4096) conn->buffer.shrink_to_fit();
     conn->idle_since = clock_type::now();
     list.push_back(std::move(conn));
     if (!sweeping_) {
