@@ -7,7 +7,7 @@ SUDO=""
 pkgs="build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev libboost-url1.81-dev libssl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev catch2
-  openssl ca-certificates curl"
+  libsystemd-dev openssl ca-certificates curl"
 extra="${MSIPROXY_EXTRA_PACKAGES:-}"
 missing=""
 for p in $pkgs $extra; do

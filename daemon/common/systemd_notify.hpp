@@ -1,4 +1,5 @@
-// sd_notify(3) messages to systemd when NOTIFY_SOCKET is set; no-ops otherwise.
+// sd_notify(3) messages to systemd when NOTIFY_SOCKET is set; no-ops otherwise or when built
+// without libsystemd.
 #pragma once
 
 #include <chrono>
