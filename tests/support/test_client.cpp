@@ -56,7 +56,13 @@ struct client_connection::impl {
     std::optional<asio::ssl::context> ssl;
     std::unique_ptr<beast::tcp_stream> plain;
     std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
-    beast::flat_buffer buffer;
+    beast::flat_buffer buffer = [] {
+        // Beast reads as much as the buffer's free capacity (at least 512 bytes): without room
+        // reserved, a 256 MiB body would take half a million 512-byte reads.
+        beast::flat_buffer b;
+        b.reserve(64 * 1024);
+        return b;
+    }();
     std::vector<char> chunk = std::vector<char>(64 * 1024);
 
     beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
