@@ -299,6 +299,10 @@ class session final : public session_handle {
         std::string_view proxy_error;
         bool head_sent = false;    // the response head went out: no error reply possible
         bool close_after = false;  // close the client connection after this exchange
+        // As the client sent them: forward() rewrites the head for the upstream (HTTP/1.1,
+        // keep-alive), so the parsed request no longer says what the client asked for.
+        unsigned client_version = 11;
+        bool client_keep_alive = true;
     };
 
     void close_client() {
@@ -525,9 +529,11 @@ asio::awaitable<void> session::run() {
             break;
         }
         x.method = std::string(p.get().method_string());
+        x.client_version = p.get().version();
+        x.client_keep_alive = p.get().keep_alive();
         co_await handle(p, x);
         finish(x);
-        if (x.close_after || !p.get().keep_alive()) break;
+        if (x.close_after || !x.client_keep_alive) break;
     }
     close_client();
 }
@@ -749,7 +755,7 @@ asio::awaitable<void> session::forward(request_parser& p, exchange_state& x,
         }
         // msiproxy answers 100 Continue itself once it knows it can forward (as nginx does),
         // so the client's body is requested only when a token and a connection are at hand.
-        if (expect_continue && !p.is_done() && attempt == 0 && p.get().version() >= 11) {
+        if (expect_continue && !p.is_done() && attempt == 0 && x.client_version >= 11) {
             co_await send_raw("HTTP/1.1 100 Continue\r\n\r\n");
         }
         upstream_ = conn.get();
@@ -880,7 +886,7 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         auto status = rp->get().result_int();
         if (status >= 100 && status < 200) {
             if (status == 101) co_return make_error_code(errc::upstream_protocol_error);
-            if (status != 100 && req.version() >= 11) {
+            if (status != 100 && x.client_version >= 11) {
                 auto& interim = rp->get();
                 strip_hop_by_hop(interim);
                 interim.version(11);
@@ -910,10 +916,10 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
         }
     }
     const bool upstream_keep_alive = res.keep_alive();
-    const bool client_http11 = p.get().version() >= 11;
+    const bool client_http11 = x.client_version >= 11;
     strip_hop_by_hop(res);
     const bool body_expected = !head_request && !(x.status == 204 || x.status == 304);
-    bool keep_client = p.get().keep_alive() && !draining_ && !x.close_after;
+    bool keep_client = x.client_keep_alive && !draining_ && !x.close_after;
     if (body_expected && !res.has_content_length() && !res.chunked()) {
         // Body delimited by the upstream closing: re-frame as chunked for HTTP/1.1 clients,
         // close-delimited for HTTP/1.0 ones.

@@ -10,6 +10,7 @@
 #include "support/byte_pattern.hpp"
 #include "support/process_memory.hpp"
 #include "support/proxy_fixture.hpp"
+#include "support/raw_socket.hpp"
 #include "support/test_client.hpp"
 #include "support/test_environment.hpp"
 
@@ -534,5 +535,36 @@ TEST_CASE("CONNECT tunnels only to hosts no route matches", "[integration]") {
         CHECK(r->status == 403);
         CHECK(contains(r->header("Proxy-Status"), "msiproxy"));
         CHECK(env.plain.connections_accepted() == 0);
+    }
+}
+
+TEST_CASE("a forwarded request keeps the client's Connection: close and HTTP/1.0",
+          "[integration]") {
+    t::test_environment env;
+    t::proxy_fixture proxy(config_template, vars_for(env));
+    // The upstream is asked for keep-alive HTTP/1.1; the client's answer must follow what the
+    // client asked for, not the rewritten head.
+    SECTION("HTTP/1.1 with Connection: close: answered with close, then closed") {
+        t::raw_socket s(proxy.proxy_port());
+        REQUIRE(s.send(t::proxy_request("GET", "http://api.test/c", {{"Connection", "close"}})));
+        const auto got = s.read_until_closed(std::chrono::seconds(10));
+        INFO(got.bytes);
+        CHECK(got.closed);
+        CHECK(got.bytes.rfind("HTTP/1.1 200", 0) == 0);
+        CHECK(lower(got.bytes).find("\r\nconnection: close\r\n") != std::string::npos);
+    }
+    SECTION("HTTP/1.0: a chunked upstream body is sent close-delimited, then closed") {
+        t::raw_socket s(proxy.proxy_port());
+        REQUIRE(
+            s.send("GET http://api.test/c HTTP/1.0\r\nHost: api.test\r\n"
+                   "x-fake-chunked: 1\r\nx-fake-body-bytes: 100\r\n\r\n"));
+        const auto got = s.read_until_closed(std::chrono::seconds(10));
+        INFO(got.bytes);
+        CHECK(got.closed);
+        CHECK(got.bytes.rfind("HTTP/1.0 200", 0) == 0);
+        CHECK(lower(got.bytes).find("transfer-encoding") == std::string::npos);
+        const auto head_end = got.bytes.find("\r\n\r\n");
+        REQUIRE(head_end != std::string::npos);
+        CHECK(got.bytes.size() - head_end - 4 == 100);
     }
 }

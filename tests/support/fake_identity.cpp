@@ -2,9 +2,12 @@
 // Request bodies are ignored (IMDS token requests are GETs), but read so keep-alive stays framed.
 #include "support/fake_identity.hpp"
 
+#include <cstdio>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -25,6 +28,47 @@ constexpr std::string_view token_path = "/metadata/identity/oauth2/token";
 
 std::string error_json(std::string_view error, std::string_view description) {
     return nlohmann::json{{"error", error}, {"error_description", description}}.dump();
+}
+
+// Writes a 200 whose body is `bytes` of filler (Content-Length), or chunks of filler forever.
+// True when it was all written; false when the client hung up first.
+asio::awaitable<bool> send_junk(beast::tcp_stream& stream, std::uint64_t bytes, bool endless,
+                                std::atomic<std::uint64_t>& sent) {
+    std::string head =
+        "HTTP/1.1 200 OK\r\nServer: fake-imds\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n";
+    head += endless ? std::string("Transfer-Encoding: chunked\r\n")
+                    : "Content-Length: " + std::to_string(bytes) + "\r\n";
+    head += "Connection: close\r\n\r\n";
+    stream.expires_after(std::chrono::seconds(30));
+    auto [ec, n] = co_await asio::async_write(stream, asio::buffer(head), use_tuple);
+    if (ec) co_return false;
+    // {"access_token":"junk-junk-...: looks like the start of a token answer, never ends one.
+    std::string piece = R"({"access_token":")";
+    while (piece.size() < 64 * 1024)
+        piece += "junk-";
+    std::uint64_t left = bytes;
+    bool first = true;
+    while (endless || left > 0) {
+        std::string_view data(piece);
+        if (!first) data.remove_prefix(17);  // the prefix once only
+        if (!endless && data.size() > left) data = data.substr(0, left);
+        first = false;
+        std::string framed;
+        if (endless) {
+            char size_line[32];
+            const int m = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+            framed.assign(size_line, static_cast<std::size_t>(m));
+            framed.append(data).append("\r\n");
+            data = framed;
+        }
+        stream.expires_after(std::chrono::seconds(30));
+        auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(data), use_tuple);
+        if (wec) co_return false;
+        sent += wn;
+        if (!endless) left -= data.size();
+    }
+    co_return true;
 }
 
 }  // namespace
@@ -86,7 +130,19 @@ void fake_identity::succeed() {
     behaviour_.fail_body.clear();
     behaviour_.retry_after.clear();
     behaviour_.garbage = false;
+    behaviour_.junk_body_bytes = 0;
+    behaviour_.endless_body = false;
     behaviour_.delay = std::chrono::milliseconds(0);
+}
+
+void fake_identity::answer_junk(std::uint64_t body_bytes) {
+    std::lock_guard lock(mutex_);
+    behaviour_.junk_body_bytes = body_bytes;
+}
+
+void fake_identity::answer_endless(bool on) {
+    std::lock_guard lock(mutex_);
+    behaviour_.endless_body = on;
 }
 
 std::optional<std::chrono::steady_clock::time_point> fake_identity::expiry_of(
@@ -134,6 +190,8 @@ fake_identity::answer fake_identity::decide(const recorded_request& req) {
                 b.delay};
     if (b.fail_status != 0) return {b.fail_status, json, b.fail_body, b.retry_after, b.delay};
     if (b.garbage) return {200, json, "<html>this is not json", {}, b.delay};
+    if (b.junk_body_bytes > 0 || b.endless_body)
+        return {200, json, {}, {}, b.delay, b.junk_body_bytes, b.endless_body};
 
     ++counter_;
     std::string token = b.token.empty() ? "fake-token-" + std::to_string(counter_) : b.token;
@@ -171,6 +229,12 @@ asio::awaitable<void> fake_identity::serve(tcp::socket socket, std::uint64_t id)
             asio::steady_timer timer(co_await asio::this_coro::executor);
             timer.expires_after(a.delay);
             co_await timer.async_wait(use_tuple);
+        }
+        if (a.junk_bytes > 0 || a.endless) {
+            if (!co_await send_junk(stream, a.junk_bytes, a.endless, junk_sent_)) ++junk_cut_;
+            boost::system::error_code ignored;
+            stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+            co_return;
         }
         http::response<http::string_body> res{http::int_to_status(a.status), req.version()};
         res.result(a.status);

@@ -2,6 +2,7 @@
 // recognisable tokens, records every request, and fails on demand, changeable mid-test.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -25,6 +26,11 @@ struct identity_behaviour {
     std::string retry_after{};
     bool garbage = false;                // 200 with a body that is not JSON
     std::chrono::milliseconds delay{0};  // before answering anything
+    // 200 with a body of this many bytes of JSON-looking filler, streamed with Content-Length
+    // (never held in memory); with endless_body, a chunked body of filler that never ends.
+    // The connection is closed after it.
+    std::uint64_t junk_body_bytes = 0;
+    bool endless_body = false;
 };
 
 // Serves GET /metadata/identity/oauth2/token?api-version=...&resource=...[&client_id=...].
@@ -50,7 +56,14 @@ class fake_identity {
     void set_delay(std::chrono::milliseconds delay);
     void fail_with(unsigned status, std::string body = {}, std::string retry_after = {});
     void answer_garbage(bool on = true);
-    void succeed();  // clears fail_status, garbage and delay
+    void answer_junk(std::uint64_t body_bytes);  // 0 = off
+    void answer_endless(bool on = true);
+    void succeed();  // clears fail_status, garbage, junk, endless and delay
+
+    // Junk or endless answers whose writing stopped because the client hung up, and the
+    // filler bytes written in all of them.
+    std::uint64_t junk_answers_cut() const { return junk_cut_.load(); }
+    std::uint64_t junk_bytes_sent() const { return junk_sent_.load(); }
 
     const request_log& requests() const { return log_; }
     std::size_t request_count() const { return log_.size(); }
@@ -73,6 +86,8 @@ class fake_identity {
         std::string body;
         std::string retry_after;
         std::chrono::milliseconds delay;
+        std::uint64_t junk_bytes = 0;
+        bool endless = false;
     };
     boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, std::uint64_t id);
     answer decide(const recorded_request& req);
@@ -84,6 +99,8 @@ class fake_identity {
     std::map<std::string, std::chrono::steady_clock::time_point> expiry_;
     std::map<std::string, std::string> by_resource_;
     request_log log_;
+    std::atomic<std::uint64_t> junk_cut_{0};
+    std::atomic<std::uint64_t> junk_sent_{0};
     server_thread server_;  // last: stopped and destroyed first
 };
 

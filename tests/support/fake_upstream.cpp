@@ -41,8 +41,9 @@ struct steering {
     bool close = false;
     bool reset = false;
     bool echo = false;
-    bool drop = false;             // close silently after the response (no Connection: close)
-    std::string www_authenticate;  // WWW-Authenticate response header, when not empty
+    bool drop = false;  // close silently after the response (no Connection: close)
+    std::optional<std::uint64_t> cut_after;  // reset the connection after this many body bytes
+    std::string www_authenticate;            // WWW-Authenticate response header, when not empty
     std::chrono::milliseconds delay{0};
 };
 
@@ -72,6 +73,7 @@ steering read_steering(const http::request_header<>& h) {
     s.reset = flag_field(h, "x-fake-reset");
     s.echo = flag_field(h, "x-fake-echo-headers");
     s.drop = flag_field(h, "x-fake-drop");
+    s.cut_after = number_field(h, "x-fake-cut-after");
     if (auto it = h.find("x-fake-www-authenticate"); it != h.end())
         s.www_authenticate = std::string(it->value());
     if (auto v = number_field(h, "x-fake-delay-ms")) s.delay = std::chrono::milliseconds(*v);
@@ -215,8 +217,16 @@ struct fake_upstream::session {
 
         std::uint64_t sent = 0;
         while (sent < length) {
+            if (s.cut_after && sent >= *s.cut_after) {
+                // RST rather than FIN: the peer must not mistake this for an orderly end.
+                boost::system::error_code ec;
+                lowest(stream).socket().set_option(asio::socket_base::linger(true, 0), ec);
+                lowest(stream).close();
+                co_return false;
+            }
+            const std::uint64_t limit = s.cut_after ? std::min(length, *s.cut_after) : length;
             const auto k =
-                static_cast<std::size_t>(std::min<std::uint64_t>(io_chunk, length - sent));
+                static_cast<std::size_t>(std::min<std::uint64_t>(io_chunk, limit - sent));
             if (pattern)
                 fill_pattern(chunk.data(), k, sent);
             else

@@ -26,6 +26,7 @@ namespace msiproxy::test {
 //   x-fake-reset: 1           close the socket without responding (after reading the head)
 //   x-fake-echo-headers: 1    body is the received request head as text
 //   x-fake-drop: 1            close the connection after the response without announcing it
+//   x-fake-cut-after: M       write the head and only M body bytes, then reset the connection
 //   x-fake-www-authenticate: V   WWW-Authenticate: V on the response
 // Without them: 200 with body "ok". HEAD gets the Content-Length the GET would have had and
 // no body; 1xx/204/304 never carry a body. Request bodies are read in 64 KiB pieces, counted

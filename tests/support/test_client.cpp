@@ -5,6 +5,7 @@
 #include <array>
 #include <exception>
 #include <ostream>
+#include <type_traits>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -56,8 +57,32 @@ struct client_connection::impl {
     std::optional<asio::ssl::context> ssl;
     std::unique_ptr<beast::tcp_stream> plain;
     std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
-    beast::flat_buffer buffer;
+    beast::flat_buffer buffer = [] {
+        // Beast reads as much as the buffer's free capacity (at least 512 bytes): without room
+        // reserved, a 256 MiB body would take half a million 512-byte reads.
+        beast::flat_buffer b;
+        b.reserve(64 * 1024);
+        return b;
+    }();
     std::vector<char> chunk = std::vector<char>(64 * 1024);
+    // A read saw the end of the stream. Asio 1.81 does not retry a socket that returned EOF
+    // until epoll reports it again, which edge-triggered epoll never does: a second read would
+    // wait for its timeout, so wait_closed() must not ask twice.
+    bool saw_eof = false;
+
+    // Notes an error that means the peer closed its side.
+    template <class T>
+    T note(T r) {
+        error_code ec;
+        if constexpr (std::is_same_v<T, error_code>)
+            ec = r;
+        else if (!r)
+            ec = r.error();
+        if (ec == asio::error::eof || ec == http::error::end_of_stream ||
+            ec == http::error::partial_message)
+            saw_eof = true;
+        return r;
+    }
 
     beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
 
@@ -173,6 +198,7 @@ struct client_connection::impl {
 
     template <class Stream>
     asio::awaitable<error_code> drain(Stream& s, std::chrono::milliseconds t) {
+        if (saw_eof) co_return asio::error::eof;
         lowest().expires_after(t);
         for (;;) {
             auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk), use_tuple);
@@ -217,19 +243,20 @@ error_code client_connection::send(std::string_view raw) {
 }
 
 result<http_response> client_connection::read_response(const read_options& options) {
-    return impl_->with_stream(
-        [&](auto& s) { return run_sync(impl_->ioc, impl_->read(s, options)); });
+    return impl_->note(
+        impl_->with_stream([&](auto& s) { return run_sync(impl_->ioc, impl_->read(s, options)); }));
 }
 
 result<http_response> client_connection::request(std::string_view raw,
                                                  const read_options& options) {
     if (auto ec = send(raw)) return ec;
-    return impl_->with_stream(
-        [&](auto& s) { return run_sync(impl_->ioc, impl_->read_final(s, options)); });
+    return impl_->note(impl_->with_stream(
+        [&](auto& s) { return run_sync(impl_->ioc, impl_->read_final(s, options)); }));
 }
 
 result<http_response> client_connection::upload(const upload_request& up) {
-    return impl_->with_stream([&](auto& s) { return run_sync(impl_->ioc, impl_->upload(s, up)); });
+    return impl_->note(
+        impl_->with_stream([&](auto& s) { return run_sync(impl_->ioc, impl_->upload(s, up)); }));
 }
 
 bool client_connection::wait_closed(std::chrono::milliseconds timeout) {
