@@ -23,10 +23,12 @@
 #include "config/config.hpp"
 #include "identity/http_fetch.hpp"
 #include "identity/jwt.hpp"
+#include "identity/sources/app_service.hpp"
 #include "identity/sources/app_service_2017.hpp"
 #include "identity/sources/azure_arc.hpp"
 #include "identity/sources/azure_cli.hpp"
 #include "identity/sources/cloud_shell.hpp"
+#include "identity/sources/imds.hpp"
 #include "identity/sources/service_fabric.hpp"
 #include "identity/sources/workload_identity.hpp"
 #include "identity/token_diagnostic.hpp"
@@ -214,6 +216,64 @@ const sources_test_cert& test_cert() {
 const std::string far_future_epoch = "4102444800";  // 2100-01-01T00:00:00Z
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// IMDS and App Service 2019
+
+TEST_CASE("sources: imds request shape, user-assigned selectors", "[unit][sources]") {
+    asio::io_context ioc;
+    fake_token_endpoint fake(ioc);
+    const std::string body =
+        R"({"access_token":"ti","expires_in":"86399","expires_on":")" + far_future_epoch + "\"}";
+    for (int i = 0; i < 3; ++i)
+        fake.push({200, {}, body});
+    auto tls = make_client_tls_context("");
+    auto src =
+        make_imds_source(ioc.get_executor(), tls, fake.url("/metadata/identity/oauth2/token"));
+    CHECK(src->name() == "imds");
+    CHECK(ok(fetch_once(ioc, nullptr, *src, "https://management.azure.com")).value == "ti");
+    identity_selector by_resource;
+    by_resource.resource_id = "/subscriptions/s/rg/r";
+    ok(fetch_once(ioc, nullptr, *src, "r", by_client("cid-1")));
+    ok(fetch_once(ioc, &fake, *src, "r", by_resource));  // the last one stops the fake
+    REQUIRE(fake.requests().size() == 3);
+    const auto& r = fake.requests()[0];
+    CHECK(r.method == "GET");
+    CHECK(r.path == "/metadata/identity/oauth2/token");
+    CHECK(r.query_value("api-version") == "2018-02-01");
+    CHECK(r.query_value("resource") == "https://management.azure.com");
+    CHECK(r.header("Metadata") == "true");
+    CHECK_FALSE(r.has_query("client_id"));
+    CHECK(fake.requests()[1].query_value("client_id") == "cid-1");
+    CHECK(fake.requests()[2].query_value("msi_res_id") == "/subscriptions/s/rg/r");
+}
+
+TEST_CASE("sources: app service 2019 request shape, user-assigned selectors", "[unit][sources]") {
+    asio::io_context ioc;
+    fake_token_endpoint fake(ioc);
+    const std::string body = R"({"access_token":"ta","expires_on":")" + far_future_epoch +
+                             R"(","resource":"r","token_type":"Bearer"})";
+    for (int i = 0; i < 3; ++i)
+        fake.push({200, {}, body});
+    auto tls = make_client_tls_context("");
+    auto src = make_app_service_source(ioc.get_executor(), tls, fake.url("/msi/token"),
+                                       fake_env({{"IDENTITY_HEADER", "h3ader"}}));
+    CHECK(src->name() == "app-service");
+    auto t = ok(fetch_once(ioc, nullptr, *src, "https://vault.azure.net"));
+    CHECK(t.value == "ta");
+    CHECK(t.expires_on == sys_time(std::chrono::seconds(4102444800)));
+    ok(fetch_once(ioc, nullptr, *src, "r", by_client("cid-1")));
+    ok(fetch_once(ioc, &fake, *src, "r", by_object("oid-1")));  // the last one stops the fake
+    REQUIRE(fake.requests().size() == 3);
+    const auto& r = fake.requests()[0];
+    CHECK(r.method == "GET");
+    CHECK(r.path == "/msi/token");
+    CHECK(r.query_value("api-version") == "2019-08-01");
+    CHECK(r.query_value("resource") == "https://vault.azure.net");
+    CHECK(r.header("X-IDENTITY-HEADER") == "h3ader");
+    CHECK(fake.requests()[1].query_value("client_id") == "cid-1");
+    CHECK(fake.requests()[2].query_value("principal_id") == "oid-1");
+}
 
 // ---------------------------------------------------------------------------------------------
 // App Service 2017 / Azure ML
