@@ -481,12 +481,18 @@ asio::awaitable<void> session::send_error(exchange_state& x, errc e, std::string
     res.set(http::field::cache_control, "no-store");
     if (retry_after) res.set(http::field::retry_after, std::to_string(retry_after));
     res.body() = body.dump() + "\n";
-    res.keep_alive(!x.close_after && !draining_);
+    // The client's own Connection: close holds for the proxy's answers too.
+    if (!x.client_keep_alive || draining_) x.close_after = true;
+    res.keep_alive(!x.close_after);
     res.prepare_payload();
     on_client(ctx_.current->cfg.proxy.idle_timeout);
     auto [ec, n] = co_await http::async_write(client_, res, use_tuple);
     x.head_sent = true;
-    if (ec) x.close_after = true;
+    if (ec) {
+        x.close_after = true;
+    } else {
+        x.bytes_out += res.body().size();
+    }
 }
 
 bool session::parse_target(const request_parser& p, target_info& t, std::string& why) {

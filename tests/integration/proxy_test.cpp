@@ -5,7 +5,12 @@
 #include <algorithm>
 #include <cctype>
 
+#include <sstream>
+
+#include <spdlog/sinks/ostream_sink.h>
 #include <nlohmann/json.hpp>
+
+#include "log/logging_testing.hpp"
 
 #include "support/byte_pattern.hpp"
 #include "support/process_memory.hpp"
@@ -566,5 +571,37 @@ TEST_CASE("a forwarded request keeps the client's Connection: close and HTTP/1.0
         const auto head_end = got.bytes.find("\r\n\r\n");
         REQUIRE(head_end != std::string::npos);
         CHECK(got.bytes.size() - head_end - 4 == 100);
+    }
+}
+
+TEST_CASE("the proxy's own answers follow the client's Connection and are logged with their size",
+          "[integration]") {
+    t::test_environment env;
+    std::ostringstream log;
+    msiproxy::set_log_sink_for_testing(std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
+    struct restore_sink {
+        ~restore_sink() { msiproxy::set_log_sink_for_testing(nullptr); }
+    } restore;
+    std::string tmpl(config_template);
+    tmpl.replace(tmpl.find("access = false"), 14, "access = true");
+    {
+        t::proxy_fixture proxy(tmpl, vars_for(env, {{"unmatched", "deny"}}));
+        t::raw_socket s(proxy.proxy_port());
+        REQUIRE(
+            s.send(t::proxy_request("GET", "http://elsewhere.test/x", {{"Connection", "close"}})));
+        const auto got = s.read_until_closed(std::chrono::seconds(10));
+        INFO(got.bytes);
+        CHECK(got.closed);
+        CHECK(got.bytes.rfind("HTTP/1.1 403", 0) == 0);
+        CHECK(lower(got.bytes).find("\r\nconnection: close\r\n") != std::string::npos);
+        const auto head_end = got.bytes.find("\r\n\r\n");
+        REQUIRE(head_end != std::string::npos);
+        const auto body_bytes = got.bytes.size() - head_end - 4;
+        CHECK(body_bytes > 0);
+        // The access line counts the error body as bytes sent to the client.
+        const auto text = log.str();
+        INFO(text);
+        CHECK(text.find("status=403") != std::string::npos);
+        CHECK(text.find("bytes_out=" + std::to_string(body_bytes)) != std::string::npos);
     }
 }
