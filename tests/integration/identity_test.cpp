@@ -7,7 +7,14 @@
 #include <set>
 #include <thread>
 
+#include <sstream>
+
+#include <spdlog/sinks/ostream_sink.h>
 #include <nlohmann/json.hpp>
+
+#include "config/config.hpp"
+#include "log/logging_testing.hpp"
+#include "support/config_template.hpp"
 
 #include "support/proxy_fixture.hpp"
 #include "support/test_client.hpp"
@@ -211,8 +218,7 @@ TEST_CASE("a pooled connection the upstream closed is replaced for an idempotent
     CHECK(env.upstream.requests().size() == 2);
 }
 
-TEST_CASE("two worker threads share the port, the token cache and a reload",
-          "[integration][threads]") {
+TEST_CASE("two worker threads share the port and the token cache", "[integration][threads]") {
     t::test_environment env;
     const std::string two_threads = "[proxy]\nthreads = 2\n" + std::string(config_template);
     t::proxy_fixture proxy(two_threads, env.vars());
@@ -237,4 +243,60 @@ TEST_CASE("two worker threads share the port, the token cache and a reload",
     // Both workers accepted connections (the kernel spreads them over the two listeners).
     const auto seen = env.upstream.requests().all();
     CHECK(seen.size() == 800u);
+}
+
+TEST_CASE(
+    "a reload on two worker threads: new routes and their tokens on both, restart-only "
+    "settings named",
+    "[integration][threads]") {
+    t::test_environment env;
+    std::ostringstream log;
+    msiproxy::set_log_sink_for_testing(std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
+    struct restore_sink {
+        ~restore_sink() { msiproxy::set_log_sink_for_testing(nullptr); }
+    } restore;
+    const std::string two_threads = "[proxy]\nthreads = 2\n" + std::string(config_template);
+    t::proxy_fixture proxy(two_threads, env.vars());
+    REQUIRE(env.identity.wait_for_requests(1));
+
+    // The new file adds a route and changes two settings that a reload cannot apply.
+    std::string next = "[proxy]\nthreads = 1\n" + std::string(config_template) + R"(
+[[route]]
+name = "new"
+host = "new.test"
+upstream = "https://localhost:{upstream_port}"
+resource = "https://new.test"
+)";
+    const std::string old_retry = "retry_max = \"2s\"";
+    next.replace(next.find(old_retry), old_retry.size(), "retry_max = \"3s\"");
+    proxy.app().reload(msiproxy::load_config_string(t::substitute(next, env.vars()), "<next>"));
+
+    // Every connection, whichever worker accepts it, sees the new route with its own token.
+    const std::string req = "GET http://new.test/n HTTP/1.1\r\nHost: new.test\r\n\r\n";
+    CHECK(eventually(
+        [&] {
+            t::client_connection c(proxy.proxy_port());
+            auto r = c.request(req);
+            return r && r->status == 200;
+        },
+        5s));
+    int ok = 0;
+    for (int i = 0; i < 20; ++i) {
+        t::client_connection c(proxy.proxy_port());
+        auto r = c.request(req);
+        if (r && r->status == 200) ++ok;
+    }
+    CHECK(ok == 20);
+    bool new_resource_fetched = false;
+    for (const auto& r : env.identity.requests().all()) {
+        auto it = r.query.find("resource");
+        new_resource_fetched =
+            new_resource_fetched || (it != r.query.end() && it->second == "https://new.test");
+    }
+    CHECK(new_resource_fetched);
+    const auto text = log.str();
+    INFO(text);
+    CHECK(text.find("proxy.threads") != std::string::npos);
+    CHECK(text.find("identity.retry_max") != std::string::npos);
+    CHECK(text.find("change(s) only on restart") != std::string::npos);
 }
