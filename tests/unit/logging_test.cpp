@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "common/time_format.hpp"
 #include "log/logging.hpp"
 #include "log/logging_testing.hpp"
 
@@ -235,4 +236,14 @@ TEST_CASE("logging: redact_header hides credentials, keeps the scheme", "[unit][
     CHECK(redact_header("Authorization", "") == "<redacted>");
     CHECK(redact_header("Content-Type", "application/json") == "application/json");
     CHECK(redact_header("X-Authorization-Hint", "Bearer x") == "Bearer x");
+}
+
+TEST_CASE("time_format: RFC 3339 in UTC, seconds and milliseconds", "[unit][logging]") {
+    using namespace std::chrono;
+    const auto t = sys_days{year{2026} / 11 / 29} + 5h + 4min + 3s + 123ms + 456us;
+    CHECK(msiproxy::to_rfc3339(t) == "2026-11-29T05:04:03Z");
+    CHECK(msiproxy::to_rfc3339_ms(t) == "2026-11-29T05:04:03.123Z");
+    // Before the epoch the second is floored, not truncated towards zero.
+    const auto before = system_clock::time_point{} - 1500ms;
+    CHECK(msiproxy::to_rfc3339_ms(before) == "1969-12-31T23:59:58.500Z");
 }
