@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <optional>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -59,30 +60,30 @@ bool upstream_connection::looks_alive() {
 
 namespace {
 
+// The IPv4 address itself, or the one an IPv4-mapped IPv6 address carries.
+std::optional<asio::ip::address_v4> ipv4_of(const asio::ip::address& a) {
+    if (a.is_v4()) return a.to_v4();
+    if (a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+    return std::nullopt;
+}
+
 bool is_link_local(const asio::ip::address& a) {
-    if (a.is_v4()) {
-        auto b = a.to_v4().to_bytes();
+    if (auto v4 = ipv4_of(a)) {
+        auto b = v4->to_bytes();
         return b[0] == 169 && b[1] == 254;
     }
-    auto v6 = a.to_v6();
-    if (v6.is_v4_mapped()) {
-        auto b = asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_bytes();
-        return b[0] == 169 && b[1] == 254;
-    }
-    return v6.is_link_local();
+    return a.to_v6().is_link_local();
 }
 
 bool is_private(const asio::ip::address& a) {
-    if (a.is_loopback() || a.is_unspecified()) return true;
-    auto v4 = [](const asio::ip::address_v4& x) {
-        auto b = x.to_bytes();
-        return b[0] == 10 || b[0] == 127 || (b[0] == 172 && (b[1] & 0xf0) == 16) ||
-               (b[0] == 192 && b[1] == 168) || (b[0] == 100 && (b[1] & 0xc0) == 64) || b[0] == 0;
-    };
-    if (a.is_v4()) return v4(a.to_v4());
-    auto v6 = a.to_v6();
-    if (v6.is_v4_mapped()) return v4(asio::ip::make_address_v4(asio::ip::v4_mapped, v6));
-    return (v6.to_bytes()[0] & 0xfe) == 0xfc;  // unique local fc00::/7
+    if (auto v4 = ipv4_of(a)) {
+        auto b = v4->to_bytes();
+        return b[0] == 0 || b[0] == 10 || b[0] == 127 || (b[0] == 172 && (b[1] & 0xf0) == 16) ||
+               (b[0] == 192 && b[1] == 168) || (b[0] == 100 && (b[1] & 0xc0) == 64);
+    }
+    const auto v6 = a.to_v6();
+    return v6.is_loopback() || v6.is_unspecified() ||
+           (v6.to_bytes()[0] & 0xfe) == 0xfc;  // unique local fc00::/7
 }
 
 bool same_host_endpoint(const tcp::endpoint& dest, const tcp::endpoint& listener) {
