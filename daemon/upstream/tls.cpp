@@ -21,7 +21,8 @@ namespace {
 bool is_hashed_cert_dir(const char* dir) {
     std::error_code ec;
     for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        std::string_view name = it->path().filename().native();
+        const std::filesystem::path file = it->path().filename();  // name below points into it
+        std::string_view name = file.native();
         if (name.size() == 10 && name[8] == '.' && name[9] >= '0' && name[9] <= '9' &&
             name.find_first_not_of("0123456789abcdef") == 8) {
             return true;
