@@ -9,7 +9,8 @@
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include "upstream/tls_stream.hpp"
 
 namespace msiproxy {
 
@@ -24,7 +25,7 @@ struct upstream_endpoint {
 class upstream_connection {
   public:
     using plain_stream = boost::beast::tcp_stream;
-    using tls_stream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+    using tls_stream = msiproxy::tls_stream;
 
     upstream_connection(plain_stream&& s, std::string key);
     upstream_connection(tls_stream&& s, std::string key);

@@ -10,6 +10,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 
@@ -23,6 +24,7 @@ namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using clock_type = std::chrono::steady_clock;
+using asio::experimental::awaitable_operators::operator||;
 
 std::string upstream_endpoint::key() const {
     std::string k = tls ? "https://" : "http://";
@@ -49,6 +51,11 @@ beast::tcp_stream& upstream_connection::tcp() {
 bool upstream_connection::looks_alive() {
     auto& sock = tcp().socket();
     if (!sock.is_open()) return false;
+    // Bytes OpenSSL already read ahead after the last response: a second response nobody asked
+    // for (or the start of one). Reusing the connection would hand them to the next request.
+    if (auto* t = std::get_if<1>(&stream_); t && SSL_has_pending(t->native_handle()) == 1) {
+        return false;
+    }
     char c;
     ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0) return false;  // orderly close by the peer
@@ -194,16 +201,18 @@ asio::awaitable<upstream_pool::acquire_result> upstream_pool::acquire(
     if (!prepare_client_tls(stream.native_handle(), ep.host)) {
         co_return acquire_result{make_error_code(errc::tls_protocol_error), nullptr};
     }
-    beast::get_lowest_layer(stream).expires_at(deadline);
-    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client,
-                                                 asio::as_tuple(asio::use_awaitable));
-    if (hec) {
-        errc e = hec == beast::error::timeout                     ? errc::connect_timeout
-                 : is_certificate_failure(stream.native_handle()) ? errc::tls_certificate_error
-                                                                  : errc::tls_protocol_error;
+    // The handshake shares the connect deadline; whichever finishes first cancels the other.
+    asio::steady_timer timer(ex_, deadline);
+    auto done = co_await (stream.async_handshake(asio::as_tuple(asio::use_awaitable)) ||
+                          timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (done.index() == 1) {
+        co_return acquire_result{make_error_code(errc::connect_timeout), nullptr};
+    }
+    if (auto [hec, n] = std::get<0>(done); hec) {
+        errc e = is_certificate_failure(stream.native_handle()) ? errc::tls_certificate_error
+                                                                : errc::tls_protocol_error;
         co_return acquire_result{make_error_code(e), nullptr};
     }
-    beast::get_lowest_layer(stream).expires_never();
     co_return acquire_result{error_code{},
                              std::make_unique<upstream_connection>(std::move(stream), key)};
 }

@@ -1,0 +1,180 @@
+// OpenSSL over the socket itself: the BIO, the connection set-up, and one non-blocking step of
+// a handshake, read or write with its result mapped to Asio's error codes.
+#include "upstream/tls_stream.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <new>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <boost/asio/error.hpp>
+#include <boost/asio/ssl/error.hpp>
+
+namespace msiproxy {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+// The BIO's view of the connection: the descriptor, and the errno of the last failed call,
+// kept here because OpenSSL may run other code between the system call and SSL_get_error.
+struct tls_stream::bio_state {
+    int fd = -1;
+    int last_errno = 0;
+};
+
+namespace {
+
+int bio_create(BIO* b) {
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* written) {
+    auto* st = static_cast<tls_stream::bio_state*>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    // MSG_NOSIGNAL: a peer that went away is an error here, never SIGPIPE.
+    const ssize_t n = ::send(st->fd, data, len, MSG_NOSIGNAL);
+    if (n >= 0) {
+        *written = static_cast<std::size_t>(n);
+        return 1;
+    }
+    st->last_errno = errno;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_write(b);
+    return 0;
+}
+
+int bio_read(BIO* b, char* data, std::size_t len, std::size_t* got) {
+    auto* st = static_cast<tls_stream::bio_state*>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    const ssize_t n = ::recv(st->fd, data, len, 0);
+    if (n > 0) {
+        *got = static_cast<std::size_t>(n);
+        return 1;
+    }
+    if (n == 0) {            // end of stream: OpenSSL reports it as an unexpected EOF unless it saw
+        st->last_errno = 0;  // close_notify first
+        return 0;
+    }
+    st->last_errno = errno;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_read(b);
+    return 0;
+}
+
+long bio_ctrl(BIO*, int cmd, long, void*) {
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;  // nothing is buffered in this BIO
+}
+
+const BIO_METHOD* socket_method() {
+    static BIO_METHOD* const method = [] {
+        BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "msiproxy-socket");
+        if (!m) return m;
+        BIO_meth_set_create(m, bio_create);
+        BIO_meth_set_write_ex(m, bio_write);
+        BIO_meth_set_read_ex(m, bio_read);
+        BIO_meth_set_ctrl(m, bio_ctrl);
+        return m;
+    }();
+    return method;
+}
+
+}  // namespace
+
+tls_stream::tls_stream(next_layer_type&& tcp, asio::ssl::context& ctx)
+    : tcp_(std::move(tcp)), bio_(std::make_unique<bio_state>()) {
+    const BIO_METHOD* method = socket_method();
+    ssl_ = method ? SSL_new(ctx.native_handle()) : nullptr;
+    BIO* bio = ssl_ ? BIO_new(method) : nullptr;
+    if (!bio) {
+        SSL_free(ssl_);
+        ssl_ = nullptr;
+        throw std::bad_alloc();
+    }
+    error_code ec;
+    tcp_.socket().non_blocking(true, ec);
+    bio_->fd = tcp_.socket().native_handle();
+    BIO_set_data(bio, bio_.get());
+    SSL_set_bio(ssl_, bio, bio);  // the SSL object owns the BIO from here on
+    SSL_set_connect_state(ssl_);
+    // Partial writes end at a record boundary, and a write retried after WANT_WRITE may come from
+    // a buffer that moved (the op object holding the pointer is moved between attempts).
+    SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // Read as much as the record buffer holds per recv() instead of a record header, then its
+    // body.
+    SSL_set_read_ahead(ssl_, 1);
+}
+
+tls_stream::tls_stream(tls_stream&& other) noexcept
+    : tcp_(std::move(other.tcp_)),
+      ssl_(std::exchange(other.ssl_, nullptr)),
+      bio_(std::move(other.bio_)),
+      scratch_(std::move(other.scratch_)) {}
+
+tls_stream::~tls_stream() {
+    SSL_free(ssl_);  // no close_notify: a connection is closed only when it cannot be reused
+}
+
+char* tls_stream::scratch() {
+    if (!scratch_) scratch_ = std::make_unique_for_overwrite<char[]>(max_record);
+    return scratch_.get();
+}
+
+tls_stream::step tls_stream::try_step(op_kind k, void* data, std::size_t size, std::size_t& n,
+                                      error_code& ec) {
+    n = 0;
+    ec = {};
+    if (!ssl_ || !tcp_.socket().is_open()) {
+        // Closed by a deadline or an abort: the descriptor may already belong to someone else.
+        ec = asio::error::bad_descriptor;
+        return step::failed;
+    }
+    ERR_clear_error();  // SSL_get_error reads the thread's error queue
+    int r = 0;
+    switch (k) {
+        case op_kind::handshake:
+            r = SSL_do_handshake(ssl_);
+            break;
+        case op_kind::read:
+            r = SSL_read_ex(ssl_, data, size, &n);
+            break;
+        case op_kind::write:
+            r = SSL_write_ex(ssl_, data, size, &n);
+            break;
+    }
+    if (r == 1) return step::done;
+    n = 0;
+    switch (SSL_get_error(ssl_, r)) {
+        case SSL_ERROR_WANT_READ:
+            return step::want_read;
+        case SSL_ERROR_WANT_WRITE:
+            return step::want_write;
+        case SSL_ERROR_ZERO_RETURN:  // close_notify: a clean end of stream
+            ec = asio::error::eof;
+            return step::failed;
+        case SSL_ERROR_SYSCALL:
+            if (ERR_peek_error() == 0) {
+                ec = bio_->last_errno != 0
+                         ? error_code(bio_->last_errno, boost::system::system_category())
+                         : error_code(asio::ssl::error::stream_truncated);
+                ERR_clear_error();
+                return step::failed;
+            }
+            [[fallthrough]];
+        default: {
+            const unsigned long e = ERR_peek_error();
+            if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+                ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+                ec = asio::ssl::error::stream_truncated;
+            } else if (e != 0) {
+                ec = error_code(static_cast<int>(e), asio::error::get_ssl_category());
+            } else {
+                ec = asio::ssl::error::unspecified_system_error;
+            }
+            ERR_clear_error();
+            return step::failed;
+        }
+    }
+}
+
+}  // namespace msiproxy
