@@ -322,6 +322,30 @@ TEST_CASE("upstream resetting mid-response: truncated for the client, next reque
     CHECK(r->body == "ok");
 }
 
+TEST_CASE("bytes an upstream sends after a complete response keep its connection out of the pool",
+          "[integration][faults]") {
+    t::test_environment env;
+    t::proxy_fixture proxy(config_template, vars_for(env));
+    REQUIRE(served(proxy.proxy_port()));
+    const auto before = env.upstream.connections_accepted();
+    // The unrequested bytes arrive right behind the response, in a TLS record of their own that
+    // is likely read ahead with it: they sit in the connection's TLS buffer, where a check of
+    // the socket alone cannot see them.
+    auto r = t::http_exchange(proxy.proxy_port(),
+                              get("api.test", "/dirty", {{"x-fake-trailing-garbage", "1"}}));
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "ok");
+    for (int i = 0; i < 3; ++i) {
+        auto next = t::http_exchange(proxy.proxy_port(), get("api.test", "/next"));
+        REQUIRE(next);
+        CHECK(next->status == 200);
+        CHECK(next->body == "ok");
+    }
+    // The dirty connection was dropped; one new connection served the three that followed.
+    CHECK(env.upstream.connections_accepted() == before + 1);
+}
+
 TEST_CASE("an upstream that never answers the TLS handshake -> 504, other routes unaffected",
           "[integration][faults]") {
     t::test_environment env;

@@ -43,7 +43,8 @@ struct steering {
     bool echo = false;
     bool drop = false;  // close silently after the response (no Connection: close)
     std::optional<std::uint64_t> cut_after;  // reset the connection after this many body bytes
-    std::string www_authenticate;            // WWW-Authenticate response header, when not empty
+    bool trailing_garbage = false;  // unsolicited bytes right after the response, same write
+    std::string www_authenticate;   // WWW-Authenticate response header, when not empty
     std::chrono::milliseconds delay{0};
 };
 
@@ -74,6 +75,7 @@ steering read_steering(const http::request_header<>& h) {
     s.echo = flag_field(h, "x-fake-echo-headers");
     s.drop = flag_field(h, "x-fake-drop");
     s.cut_after = number_field(h, "x-fake-cut-after");
+    s.trailing_garbage = flag_field(h, "x-fake-trailing-garbage");
     if (auto it = h.find("x-fake-www-authenticate"); it != h.end())
         s.www_authenticate = std::string(it->value());
     if (auto v = number_field(h, "x-fake-delay-ms")) s.delay = std::chrono::milliseconds(*v);
@@ -211,6 +213,20 @@ struct fake_upstream::session {
         if (!keep_alive) out += "Connection: close\r\n";
         if (!s.www_authenticate.empty()) out += "WWW-Authenticate: " + s.www_authenticate + "\r\n";
         out += "\r\n";
+        if (s.trailing_garbage && !pattern && !s.chunked && !head && !bodiless_status) {
+            // A broken upstream: a second, unrequested response right behind the first, in a
+            // write (for TLS, a record) of its own. No Nagle delay: the bytes must arrive before
+            // the proxy sends the next request on this connection, or nothing could tell them
+            // from that request's response.
+            boost::system::error_code nec;
+            lowest(stream).socket().set_option(tcp::no_delay(true), nec);
+            out += fixed_body;
+            auto [ec, n] = co_await asio::async_write(stream, asio::buffer(out), use_tuple);
+            if (ec) co_return false;
+            const std::string_view extra = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!";
+            auto [xec, xn] = co_await asio::async_write(stream, asio::buffer(extra), use_tuple);
+            co_return !xec;
+        }
         auto [ec, n] = co_await asio::async_write(stream, asio::buffer(out), use_tuple);
         if (ec) co_return false;
         if (head || bodiless_status) co_return true;

@@ -28,6 +28,8 @@ namespace msiproxy::test {
 //   x-fake-drop: 1            close the connection after the response without announcing it
 //   x-fake-cut-after: M       write the head and only M body bytes, then reset the connection
 //   x-fake-www-authenticate: V   WWW-Authenticate: V on the response
+//   x-fake-trailing-garbage: 1   a second, unrequested response right after the "ok" one, in
+//                                a write of its own (a broken upstream)
 // Without them: 200 with body "ok". HEAD gets the Content-Length the GET would have had and
 // no body; 1xx/204/304 never carry a body. Request bodies are read in 64 KiB pieces, counted
 // and checksummed, never stored, so uploads of any size work.
