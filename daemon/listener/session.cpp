@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -961,6 +962,47 @@ asio::awaitable<error_code> session::relay(Stream& up, upstream_connection& conn
     x.head_sent = true;
     if (wec) {
         x.close_after = true;
+        co_return error_code{};
+    }
+    // A body of known length is read straight into the relay chunk once the parser's buffer is
+    // used up: a byte count is all the framing there is, so the parser's copy is not needed.
+    if (!rp->is_done() && rp->content_length() && !response_chunked) {
+        while (!rp->is_done() && conn.buffer.size() > 0) {
+            error_code pec;
+            got = take_buffered_body(*rp, conn.buffer, chunk(), relay_chunk, pec);
+            if (pec || got == 0) {  // cannot happen with a byte count; never guess
+                x.close_after = true;
+                x.proxy_error = "http_protocol_error";
+                co_return error_code{};
+            }
+            x.bytes_out += got;
+            on_client(rt.cfg.proxy.idle_timeout);
+            if (co_await write_piece(client_, {}, chunk(), got, false, false)) {
+                x.close_after = true;
+                co_return error_code{};
+            }
+        }
+        std::uint64_t left = rp->is_done() ? 0 : rp->content_length_remaining().value_or(0);
+        while (left > 0) {
+            on_upstream(rt.cfg.upstream.response_timeout);
+            auto [rec, n] = co_await up.async_read_some(
+                asio::buffer(chunk(),
+                             static_cast<std::size_t>(std::min<std::uint64_t>(relay_chunk, left))),
+                use_tuple);
+            if (rec) {
+                x.close_after = true;
+                x.proxy_error = "http_protocol_error";
+                co_return error_code{};
+            }
+            left -= n;
+            x.bytes_out += n;
+            on_client(rt.cfg.proxy.idle_timeout);
+            if (co_await write_piece(client_, {}, chunk(), n, false, false)) {
+                x.close_after = true;
+                co_return error_code{};
+            }
+        }
+        if (upstream_keep_alive && conn.buffer.size() == 0) keep_upstream.armed = false;
         co_return error_code{};
     }
     if (!rp->is_done()) conn.buffer.reserve(relay_chunk);
