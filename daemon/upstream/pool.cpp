@@ -197,7 +197,13 @@ asio::awaitable<upstream_pool::acquire_result> upstream_pool::acquire(
                                  std::make_unique<upstream_connection>(std::move(tcp_stream), key)};
     }
 
-    upstream_connection::tls_stream stream(std::move(tcp_stream), tls_);
+    if (sessions_.size() >= max_sessions && !sessions_.contains(key)) {
+        sessions_.erase(sessions_.begin());
+    }
+    auto& entry = sessions_[key];
+    if (!entry) entry = std::make_shared<tls_session_slot>();
+    const auto slot = entry;  // a copy: the entry may be evicted during the handshake
+    upstream_connection::tls_stream stream(std::move(tcp_stream), tls_, slot);
     if (!prepare_client_tls(stream.native_handle(), ep.host)) {
         co_return acquire_result{make_error_code(errc::tls_protocol_error), nullptr};
     }
@@ -209,6 +215,7 @@ asio::awaitable<upstream_pool::acquire_result> upstream_pool::acquire(
         co_return acquire_result{make_error_code(errc::connect_timeout), nullptr};
     }
     if (auto [hec, n] = std::get<0>(done); hec) {
+        slot->reset(nullptr);  // whatever failed, the next attempt starts afresh
         errc e = is_certificate_failure(stream.native_handle()) ? errc::tls_certificate_error
                                                                 : errc::tls_protocol_error;
         co_return acquire_result{make_error_code(e), nullptr};

@@ -65,6 +65,10 @@ class upstream_pool {
     boost::asio::ssl::context& tls_;
     pool_options opts_;
     std::map<std::string, std::vector<std::unique_ptr<upstream_connection>>> idle_;
+    // The TLS session to resume, per endpoint key; at most max_sessions endpoints (unmatched
+    // absolute-form https:// requests could name any number of hosts).
+    static constexpr std::size_t max_sessions = 256;
+    std::map<std::string, std::shared_ptr<tls_session_slot>> sessions_;
     boost::asio::steady_timer sweep_timer_;
     bool sweeping_ = false;
     bool shut_down_ = false;

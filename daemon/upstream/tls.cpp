@@ -1,6 +1,8 @@
 // OpenSSL client context and per-connection verification settings.
 #include "upstream/tls.hpp"
 
+#include "upstream/tls_stream.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -55,6 +57,7 @@ boost::asio::ssl::context make_client_tls_context(const std::string& ca_file) {
     SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
     ctx.set_verify_mode(ssl::verify_peer);
     use_system_trust_store(ctx);
+    enable_session_resumption(ctx.native_handle());
     if (!ca_file.empty()) {
         boost::system::error_code ec;
         ctx.load_verify_file(ca_file, ec);

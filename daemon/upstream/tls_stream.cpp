@@ -79,10 +79,32 @@ const BIO_METHOD* socket_method() {
     return method;
 }
 
+// Where an SSL object's session slot is found by the new-session callback.
+int slot_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+
+// Called by OpenSSL when the server hands out a session (TLS 1.3: a NewSessionTicket read
+// after the handshake; TLS 1.2: at its end). Returning 1 keeps the reference it passes.
+int on_new_session(SSL* ssl, SSL_SESSION* session) {
+    auto* slot = static_cast<tls_session_slot*>(SSL_get_ex_data(ssl, slot_index()));
+    if (!slot) return 0;
+    slot->reset(session);
+    return 1;
+}
+
 }  // namespace
 
-tls_stream::tls_stream(next_layer_type&& tcp, asio::ssl::context& ctx)
-    : tcp_(std::move(tcp)), bio_(std::make_unique<bio_state>()) {
+void enable_session_resumption(SSL_CTX* ctx) {
+    (void)slot_index();  // allocated before any thread can race for it
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+}
+
+tls_stream::tls_stream(next_layer_type&& tcp, asio::ssl::context& ctx,
+                       std::shared_ptr<tls_session_slot> slot)
+    : tcp_(std::move(tcp)), bio_(std::make_unique<bio_state>()), slot_(std::move(slot)) {
     const BIO_METHOD* method = socket_method();
     ssl_ = method ? SSL_new(ctx.native_handle()) : nullptr;
     BIO* bio = ssl_ ? BIO_new(method) : nullptr;
@@ -103,16 +125,28 @@ tls_stream::tls_stream(next_layer_type&& tcp, asio::ssl::context& ctx)
     // Read as much as the record buffer holds per recv() instead of a record header, then its
     // body.
     SSL_set_read_ahead(ssl_, 1);
+    if (slot_) {
+        SSL_set_ex_data(ssl_, slot_index(), slot_.get());
+        if (SSL_SESSION* s = slot_->get()) SSL_set_session(ssl_, s);  // takes its own reference
+    }
 }
 
 tls_stream::tls_stream(tls_stream&& other) noexcept
     : tcp_(std::move(other.tcp_)),
       ssl_(std::exchange(other.ssl_, nullptr)),
       bio_(std::move(other.bio_)),
-      scratch_(std::move(other.scratch_)) {}
+      scratch_(std::move(other.scratch_)),
+      slot_(std::move(other.slot_)),
+      fatal_(other.fatal_) {}
 
 tls_stream::~tls_stream() {
-    SSL_free(ssl_);  // no close_notify: a connection is closed only when it cannot be reused
+    if (!ssl_) return;
+    // No close_notify is sent: a connection is closed only when it cannot be reused. Unless
+    // TLS itself failed, its session stays resumable: without this, SSL_free takes the close
+    // for an abort and marks the session unusable (RFC 5246 7.2.2 asks that only for fatal
+    // alerts).
+    if (!fatal_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(ssl_);
 }
 
 char* tls_stream::scratch() {
@@ -165,11 +199,11 @@ tls_stream::step tls_stream::try_step(op_kind k, void* data, std::size_t size, s
             const unsigned long e = ERR_peek_error();
             if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
                 ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-                ec = asio::ssl::error::stream_truncated;
-            } else if (e != 0) {
-                ec = error_code(static_cast<int>(e), asio::error::get_ssl_category());
+                ec = asio::ssl::error::stream_truncated;  // a close without close_notify
             } else {
-                ec = asio::ssl::error::unspecified_system_error;
+                fatal_ = true;
+                ec = e != 0 ? error_code(static_cast<int>(e), asio::error::get_ssl_category())
+                            : error_code(asio::ssl::error::unspecified_system_error);
             }
             ERR_clear_error();
             return step::failed;

@@ -27,14 +27,42 @@
 
 namespace msiproxy {
 
+// The last TLS session an upstream handed out, kept per endpoint so that a new connection to it
+// resumes (an abbreviated handshake: no certificate chain, no key exchange signature). Only
+// connections to the endpoint it was made for may use it: a resumed session is not verified
+// again. Owned by one worker's pool and the connections it made; never shared across threads.
+class tls_session_slot {
+  public:
+    tls_session_slot() = default;
+    tls_session_slot(const tls_session_slot&) = delete;
+    tls_session_slot& operator=(const tls_session_slot&) = delete;
+    ~tls_session_slot() { SSL_SESSION_free(session_); }
+
+    SSL_SESSION* get() const { return session_; }
+    // Takes ownership of `s` (may be null: forget the session).
+    void reset(SSL_SESSION* s) {
+        SSL_SESSION_free(session_);
+        session_ = s;
+    }
+
+  private:
+    SSL_SESSION* session_ = nullptr;
+};
+
+// Lets connections made with `ctx` keep the sessions their servers send in their slot (a
+// client-side cache with no internal store). Connections without a slot are unaffected.
+void enable_session_resumption(SSL_CTX* ctx);
+
 class tls_stream {
   public:
     using next_layer_type = boost::beast::tcp_stream;
     using executor_type = next_layer_type::executor_type;
 
-    // Takes a connected stream; the socket is switched to non-blocking mode. Throws
-    // std::bad_alloc when OpenSSL cannot allocate the connection.
-    tls_stream(next_layer_type&& tcp, boost::asio::ssl::context& ctx);
+    // Takes a connected stream; the socket is switched to non-blocking mode. With a slot, the
+    // handshake offers the session it holds, and sessions the server sends are kept there.
+    // Throws std::bad_alloc when OpenSSL cannot allocate the connection.
+    tls_stream(next_layer_type&& tcp, boost::asio::ssl::context& ctx,
+               std::shared_ptr<tls_session_slot> slot = nullptr);
     tls_stream(tls_stream&& other) noexcept;
     tls_stream& operator=(tls_stream&&) = delete;
     ~tls_stream();
@@ -164,6 +192,8 @@ class tls_stream {
     SSL* ssl_ = nullptr;
     std::unique_ptr<bio_state> bio_;
     std::unique_ptr<char[]> scratch_;
+    std::shared_ptr<tls_session_slot> slot_;  // outlives ssl_, whose ex_data points at it
+    bool fatal_ = false;                       // TLS failed (alert, bad record): session unusable
 };
 
 }  // namespace msiproxy

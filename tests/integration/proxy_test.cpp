@@ -272,6 +272,22 @@ TEST_CASE("keep-alive downstream and pooled upstream connections", "[integration
     CHECK(env.upstream.tls_handshakes() == 1);
 }
 
+TEST_CASE("a new upstream connection resumes the TLS session of an earlier one", "[integration]") {
+    t::test_environment env;
+    t::proxy_fixture proxy(config_template, vars_for(env));
+    auto get = [&](t::header_list headers) {
+        auto r = t::http_exchange(proxy.proxy_port(),
+                                  t::proxy_request("GET", "http://api.test/resume", headers));
+        REQUIRE(r);
+        CHECK(r->status == 200);
+    };
+    get({});                       // a full handshake; the server's session ticket is kept
+    get({{"x-fake-close", "1"}});  // the upstream closes the pooled connection after this one
+    get({});                       // so this one needs a new connection: resumed
+    CHECK(env.upstream.tls_handshakes() == 2);
+    CHECK(env.upstream.tls_resumptions() == 1);
+}
+
 TEST_CASE("256 MiB up and down stream through the proxy with bounded memory", "[integration]") {
     t::test_environment env;
     t::proxy_fixture proxy(config_template, vars_for(env));

@@ -297,6 +297,7 @@ asio::awaitable<void> fake_upstream::serve(tcp::socket socket, std::uint64_t id)
     if (ec) co_return;  // e.g. the proxy rejected our certificate: no request is recorded
     lowest(stream).expires_never();
     ++handshakes_;
+    if (SSL_session_reused(stream.native_handle()) == 1) ++resumptions_;
     co_await s.run(stream);
 }
 

@@ -62,6 +62,8 @@ class fake_upstream {
 
     std::uint64_t connections_accepted() const { return server_.connections_accepted(); }
     std::uint64_t tls_handshakes() const { return handshakes_.load(); }
+    // Of those, the ones that resumed an earlier session (abbreviated handshakes).
+    std::uint64_t tls_resumptions() const { return resumptions_.load(); }
     // Interim 100 Continue responses written so far.
     std::uint64_t continues_sent() const { return continues_.load(); }
 
@@ -75,6 +77,7 @@ class fake_upstream {
     std::unique_ptr<boost::asio::ssl::context> ssl_;
     request_log log_;
     std::atomic<std::uint64_t> handshakes_{0};
+    std::atomic<std::uint64_t> resumptions_{0};
     std::atomic<std::uint64_t> continues_{0};
     server_thread server_;  // last: stopped and destroyed first
 };
