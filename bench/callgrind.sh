@@ -3,16 +3,22 @@
 # A run with REQUESTS keep-alive requests minus a run with none (start, token fetch, stop), and
 # the top functions of the request path into docs/bench/callgrind-top.txt.
 #
-# usage: bench/callgrind.sh [-n REQUESTS] [-s RESPONSE_BYTES]
+# With -H, HAProxy doing the same job (set the header, forward over TLS to the same upstream, one
+# thread) is counted the same way, for a figure of the same kind next to msiproxy's.
+#
+# usage: bench/callgrind.sh [-n REQUESTS] [-s RESPONSE_BYTES] [-H]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-REQ=2000 SIZE=3
-while getopts "n:s:" o; do case $o in n) REQ=$OPTARG ;; s) SIZE=$OPTARG ;; *) exit 2 ;; esac; done
-PX=19184 AD=19185 IM=19186 UP=19443
+REQ=2000 SIZE=3 HAP=0
+while getopts "n:s:H" o; do
+  case $o in n) REQ=$OPTARG ;; s) SIZE=$OPTARG ;; H) HAP=1 ;; *) exit 2 ;; esac
+done
+PX=19184 AD=19185 IM=19186 UP=19443 HP=19182
 
 bench_need nginx valgrind callgrind_annotate openssl python3 curl cmake ninja
+[ "$HAP" = 0 ] || bench_need haproxy
 bench_build
 bench_workdir
 trap bench_cleanup EXIT
@@ -96,4 +102,50 @@ if [ -n "$dump" ] && [ "$SIZE" = 3 ]; then  # the committed profile is of the 3-
   echo
   echo "top functions (docs/bench/callgrind-top.txt):"
   cut -c1-220 "$ROOT/docs/bench/callgrind-top.txt"
+fi
+
+if [ "$HAP" = 1 ]; then
+  # HAProxy in front of the same upstream, counted over the same kind of window: REQUESTS on one
+  # new client connection, the first of which opens the upstream TLS connection.
+  cat >"$W/hap.cfg" <<HP
+global
+  maxconn 1000
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$HP
+  http-request set-header Authorization "Bearer $(cat "$W/token")"
+  http-request set-header Host localhost
+  default_backend b
+backend b
+  server up 127.0.0.1:$UP ssl verify required ca-file $W/ca.pem sni str(localhost) pool-max-conn 128
+HP
+  echo "callgrind: HAProxy, $REQ requests" >&2
+  valgrind --tool=callgrind --callgrind-out-file="$W/hap.cg" haproxy -db -f "$W/hap.cfg" \
+    >"$W/hap.log" 2>&1 &
+  hpid=$!
+  echo $hpid >"$W/hapcg.pid"
+  python3 - $HP <<'PY'
+import socket, sys, time
+for _ in range(600):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit("HAProxy is not listening")
+PY
+  callgrind_control -d $hpid >/dev/null
+  python3 "$W/client.py" "$REQ" $HP
+  callgrind_control -d $hpid >/dev/null
+  kill -TERM $hpid
+  wait $hpid || true
+  rm -f "$W/hapcg.pid"
+  hdump=$(find "$W" -name 'hap.cg.*' | sort -V | sed -n 2p)
+  echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}'), same job, request window: $(($(total_ir "$hdump") / REQ)) instructions per request"
 fi
