@@ -193,7 +193,7 @@ class tls_stream {
     std::unique_ptr<bio_state> bio_;
     std::unique_ptr<char[]> scratch_;
     std::shared_ptr<tls_session_slot> slot_;  // outlives ssl_, whose ex_data points at it
-    bool fatal_ = false;                       // TLS failed (alert, bad record): session unusable
+    bool fatal_ = false;                      // TLS failed (alert, bad record): session unusable
 };
 
 }  // namespace msiproxy
