@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 
@@ -197,12 +198,11 @@ asio::awaitable<upstream_pool::acquire_result> upstream_pool::acquire(
                                  std::make_unique<upstream_connection>(std::move(tcp_stream), key)};
     }
 
-    if (sessions_.size() >= max_sessions && !sessions_.contains(key)) {
-        sessions_.erase(sessions_.begin());
-    }
-    auto& entry = sessions_[key];
-    if (!entry) entry = std::make_shared<tls_session_slot>();
-    const auto slot = entry;  // a copy: the entry may be evicted during the handshake
+    // The endpoint's session slot; a new one joins the map only once a handshake succeeded.
+    std::shared_ptr<tls_session_slot> slot;  // a copy: the entry may be evicted meanwhile
+    if (auto it = sessions_.find(key); it != sessions_.end()) slot = it->second;
+    if (!slot) slot = std::make_shared<tls_session_slot>();
+    slot->last_used = ++session_uses_;
     upstream_connection::tls_stream stream(std::move(tcp_stream), tls_, slot);
     if (!prepare_client_tls(stream.native_handle(), ep.host)) {
         co_return acquire_result{make_error_code(errc::tls_protocol_error), nullptr};
@@ -215,10 +215,19 @@ asio::awaitable<upstream_pool::acquire_result> upstream_pool::acquire(
         co_return acquire_result{make_error_code(errc::connect_timeout), nullptr};
     }
     if (auto [hec, n] = std::get<0>(done); hec) {
-        slot->reset(nullptr);  // whatever failed, the next attempt starts afresh
+        slot->clear();  // whatever failed, the next attempt starts afresh
         errc e = is_certificate_failure(stream.native_handle()) ? errc::tls_certificate_error
                                                                 : errc::tls_protocol_error;
         co_return acquire_result{make_error_code(e), nullptr};
+    }
+    if (!sessions_.contains(key)) {
+        if (sessions_.size() >= max_sessions) {  // forget the endpoint unused the longest
+            auto lru = std::min_element(sessions_.begin(), sessions_.end(), [](auto& a, auto& b) {
+                return a.second->last_used < b.second->last_used;
+            });
+            sessions_.erase(lru);
+        }
+        sessions_.emplace(key, slot);
     }
     co_return acquire_result{error_code{},
                              std::make_unique<upstream_connection>(std::move(stream), key)};

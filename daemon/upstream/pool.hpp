@@ -69,6 +69,7 @@ class upstream_pool {
     // absolute-form https:// requests could name any number of hosts).
     static constexpr std::size_t max_sessions = 256;
     std::map<std::string, std::shared_ptr<tls_session_slot>> sessions_;
+    std::uint64_t session_uses_ = 0;  // orders the slots by last use, for eviction
     boost::asio::steady_timer sweep_timer_;
     bool sweeping_ = false;
     bool shut_down_ = false;

@@ -53,8 +53,12 @@ int bio_read(BIO* b, char* data, std::size_t len, std::size_t* got) {
         *got = static_cast<std::size_t>(n);
         return 1;
     }
-    if (n == 0) {            // end of stream: OpenSSL reports it as an unexpected EOF unless it saw
-        st->last_errno = 0;  // close_notify first
+    if (n == 0) {
+        // End of stream. With BIO_CTRL_EOF answered 0 (below), OpenSSL 3.0 reports a close
+        // without close_notify as SSL_ERROR_SYSCALL with no errno, which try_step maps to
+        // stream_truncated. Answering BIO_CTRL_EOF would turn it into a fatal error with an
+        // alert, which also spoils the session for resumption.
+        st->last_errno = 0;
         return 0;
     }
     st->last_errno = errno;
@@ -63,7 +67,9 @@ int bio_read(BIO* b, char* data, std::size_t len, std::size_t* got) {
 }
 
 long bio_ctrl(BIO*, int cmd, long, void*) {
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;  // nothing is buffered in this BIO
+    // Nothing is buffered here, so a flush is done; everything else (EOF, kTLS queries, push,
+    // pending counts) is answered 0 on purpose.
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
 const BIO_METHOD* socket_method() {
@@ -90,11 +96,43 @@ int slot_index() {
 int on_new_session(SSL* ssl, SSL_SESSION* session) {
     auto* slot = static_cast<tls_session_slot*>(SSL_get_ex_data(ssl, slot_index()));
     if (!slot) return 0;
-    slot->reset(session);
+    slot->add(session);
     return 1;
 }
 
 }  // namespace
+
+void tls_session_slot::add(SSL_SESSION* s) {
+    if (sessions_.size() >= max_kept) {
+        SSL_SESSION_free(sessions_.front());
+        sessions_.erase(sessions_.begin());
+    }
+    sessions_.push_back(s);
+}
+
+SSL_SESSION* tls_session_slot::take() {
+    while (!sessions_.empty()) {
+        SSL_SESSION* s = sessions_.back();
+        if (SSL_SESSION_is_resumable(s) != 1) {  // used up (TLS 1.3) or spoiled by a failure
+            SSL_SESSION_free(s);
+            sessions_.pop_back();
+            continue;
+        }
+        if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION) {
+            sessions_.pop_back();  // one use per ticket
+        } else if (SSL_SESSION_up_ref(s) != 1) {
+            return nullptr;
+        }
+        return s;
+    }
+    return nullptr;
+}
+
+void tls_session_slot::clear() {
+    for (SSL_SESSION* s : sessions_)
+        SSL_SESSION_free(s);
+    sessions_.clear();
+}
 
 void enable_session_resumption(SSL_CTX* ctx) {
     (void)slot_index();  // allocated before any thread can race for it
@@ -127,7 +165,10 @@ tls_stream::tls_stream(next_layer_type&& tcp, asio::ssl::context& ctx,
     SSL_set_read_ahead(ssl_, 1);
     if (slot_) {
         SSL_set_ex_data(ssl_, slot_index(), slot_.get());
-        if (SSL_SESSION* s = slot_->get()) SSL_set_session(ssl_, s);  // takes its own reference
+        if (SSL_SESSION* s = slot_->take()) {
+            SSL_set_session(ssl_, s);  // takes its own reference
+            SSL_SESSION_free(s);
+        }
     }
 }
 
@@ -164,6 +205,7 @@ tls_stream::step tls_stream::try_step(op_kind k, void* data, std::size_t size, s
         return step::failed;
     }
     ERR_clear_error();  // SSL_get_error reads the thread's error queue
+    bio_->last_errno = 0;
     int r = 0;
     switch (k) {
         case op_kind::handshake:

@@ -12,14 +12,18 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include <openssl/ssl.h>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -27,26 +31,30 @@
 
 namespace msiproxy {
 
-// The last TLS session an upstream handed out, kept per endpoint so that a new connection to it
+// The TLS sessions an upstream handed out, kept per endpoint so that a new connection to it
 // resumes (an abbreviated handshake: no certificate chain, no key exchange signature). Only
-// connections to the endpoint it was made for may use it: a resumed session is not verified
-// again. Owned by one worker's pool and the connections it made; never shared across threads.
+// connections to the endpoint they were made for may use them: a resumed session is not
+// verified again. TLS 1.3 tickets are used once each (RFC 8446 C.4; OpenSSL also marks a used
+// one not resumable), so the slot keeps the last few a server sent; a TLS 1.2 session is
+// reused until replaced. Owned by one worker's pool and the connections it made; never shared
+// across threads.
 class tls_session_slot {
   public:
     tls_session_slot() = default;
     tls_session_slot(const tls_session_slot&) = delete;
     tls_session_slot& operator=(const tls_session_slot&) = delete;
-    ~tls_session_slot() { SSL_SESSION_free(session_); }
+    ~tls_session_slot() { clear(); }
 
-    SSL_SESSION* get() const { return session_; }
-    // Takes ownership of `s` (may be null: forget the session).
-    void reset(SSL_SESSION* s) {
-        SSL_SESSION_free(session_);
-        session_ = s;
-    }
+    // Takes ownership of `s`.
+    void add(SSL_SESSION* s);
+    // The session for a new connection to offer, or null; the caller takes ownership.
+    SSL_SESSION* take();
+    void clear();
+    std::uint64_t last_used = 0;  // the pool's use counter when a connection last needed it
 
   private:
-    SSL_SESSION* session_ = nullptr;
+    static constexpr std::size_t max_kept = 4;
+    std::vector<SSL_SESSION*> sessions_;  // oldest first
 };
 
 // Lets connections made with `ctx` keep the sessions their servers send in their slot (a
@@ -157,6 +165,12 @@ class tls_stream {
             started = true;
             if (wait_ec) {
                 self.complete(wait_ec, 0);
+                return;
+            }
+            // A cancellation that arrived after the wait had already completed (the wait could
+            // not be aborted then): honour it here rather than wait again.
+            if (!first && self.cancelled() != boost::asio::cancellation_type::none) {
+                self.complete(boost::asio::error::operation_aborted, 0);
                 return;
             }
             if (kind != op_kind::handshake && size == 0) {

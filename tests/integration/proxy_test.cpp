@@ -286,6 +286,11 @@ TEST_CASE("a new upstream connection resumes the TLS session of an earlier one",
     get({});                       // so this one needs a new connection: resumed
     CHECK(env.upstream.tls_handshakes() == 2);
     CHECK(env.upstream.tls_resumptions() == 1);
+    // TLS 1.3 tickets are used once each; the resumed connection brought fresh ones.
+    get({{"x-fake-close", "1"}});
+    get({});
+    CHECK(env.upstream.tls_handshakes() == 3);
+    CHECK(env.upstream.tls_resumptions() == 2);
 }
 
 TEST_CASE("256 MiB up and down stream through the proxy with bounded memory", "[integration]") {
