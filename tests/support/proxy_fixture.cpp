@@ -5,6 +5,8 @@
 #include <exception>
 #include <iostream>
 
+#include "log/logging.hpp"
+
 namespace msiproxy::test {
 
 proxy_fixture::proxy_fixture(std::string_view toml_template,
@@ -18,6 +20,9 @@ proxy_fixture::proxy_fixture(msiproxy::config cfg) : config_(std::move(cfg)) {
 }
 
 void proxy_fixture::launch() {
+    // As main() does before it starts the app: each test's logging follows its own [log], not
+    // whatever an earlier test in the same process set up.
+    msiproxy::setup_logging(config_.log);
     app_ = std::make_unique<msiproxy::app>(
         config_, msiproxy::app::options{.handle_signals = false, .notify_systemd = false});
     app_->start();
