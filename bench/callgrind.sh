@@ -41,6 +41,19 @@ PY
 
 total_ir() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
 
+# With callgrind running as `pid`: dump the counters, send REQUESTS requests to `port`, dump
+# again (each dump resets the counters, so the second holds the requests alone), then SIGTERM.
+count_window() { # pid requests port pid_file
+  if [ "$2" -gt 0 ]; then
+    callgrind_control -d "$1" >/dev/null
+    python3 "$W/client.py" "$2" "$3"
+    callgrind_control -d "$1" >/dev/null
+  fi
+  kill -TERM "$1"
+  wait "$1" || true
+  rm -f "$4"
+}
+
 # One daemon run under callgrind: start, wait for the token, REQUESTS requests, SIGTERM.
 # With requests, counters are also dumped before and after them: a profile of the request path alone.
 profile() { # requests out_file
@@ -51,15 +64,7 @@ profile() { # requests out_file
   echo $pid >"$W/daemon.pid"
   for _ in $(seq 300); do [ -f "$W/imds-served" ] && break; sleep 0.2; done
   bench_wait_ready $AD 300
-  if [ "$1" -gt 0 ]; then
-    # Each dump resets the counters: part 1 is start and token fetch, part 2 the requests alone.
-    callgrind_control -d $pid >/dev/null
-    python3 "$W/client.py" "$1" $PX
-    callgrind_control -d $pid >/dev/null
-  fi
-  kill -TERM $pid
-  wait $pid || true
-  rm -f "$W/daemon.pid"
+  count_window $pid "$1" $PX "$W/daemon.pid"  # part 1: start and token fetch; 2: the requests
 }
 
 echo "callgrind: baseline run (0 requests)" >&2
@@ -140,12 +145,7 @@ for _ in range(600):
         time.sleep(0.1)
 sys.exit("HAProxy is not listening")
 PY
-  callgrind_control -d $hpid >/dev/null
-  python3 "$W/client.py" "$REQ" $HP
-  callgrind_control -d $hpid >/dev/null
-  kill -TERM $hpid
-  wait $hpid || true
-  rm -f "$W/hapcg.pid"
+  count_window $hpid "$REQ" $HP "$W/hapcg.pid"
   hdump=$(find "$W" -name 'hap.cg.*' | sort -V | sed -n 2p)
   echo "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}'), same job, request window: $(($(total_ir "$hdump") / REQ)) instructions per request"
 fi
