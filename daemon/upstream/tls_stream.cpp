@@ -157,8 +157,9 @@ tls_stream::tls_stream(next_layer_type&& tcp, asio::ssl::context& ctx,
     BIO_set_data(bio, bio_.get());
     SSL_set_bio(ssl_, bio, bio);  // the SSL object owns the BIO from here on
     SSL_set_connect_state(ssl_);
-    // Partial writes end at a record boundary, and a write retried after WANT_WRITE may come from
-    // a buffer that moved (the op object holding the pointer is moved between attempts).
+    // Partial writes end at a record boundary. A write retried after WANT_WRITE passes the same
+    // pointer and length (the op keeps them); accepting a moved buffer only relaxes OpenSSL's
+    // check of the pointer.
     SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     // Read as much as the record buffer holds per recv() instead of a record header, then its
     // body.

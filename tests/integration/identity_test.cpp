@@ -7,13 +7,10 @@
 #include <set>
 #include <thread>
 
-#include <sstream>
-
-#include <spdlog/sinks/ostream_sink.h>
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
-#include "log/logging_testing.hpp"
+#include "support/captured_log.hpp"
 #include "support/config_template.hpp"
 
 #include "support/proxy_fixture.hpp"
@@ -250,11 +247,7 @@ TEST_CASE(
     "settings named",
     "[integration][threads]") {
     t::test_environment env;
-    std::ostringstream log;
-    msiproxy::set_log_sink_for_testing(std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
-    struct restore_sink {
-        ~restore_sink() { msiproxy::set_log_sink_for_testing(nullptr); }
-    } restore;
+    t::captured_log log;
     const std::string two_threads = "[proxy]\nthreads = 2\n" + std::string(config_template);
     t::proxy_fixture proxy(two_threads, env.vars());
     REQUIRE(env.identity.wait_for_requests(1));
@@ -294,7 +287,7 @@ resource = "https://new.test"
             new_resource_fetched || (it != r.query.end() && it->second == "https://new.test");
     }
     CHECK(new_resource_fetched);
-    const auto text = log.str();
+    const auto text = log.text();
     INFO(text);
     CHECK(text.find("proxy.threads") != std::string::npos);
     CHECK(text.find("identity.retry_max") != std::string::npos);

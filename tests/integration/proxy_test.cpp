@@ -5,14 +5,10 @@
 #include <algorithm>
 #include <cctype>
 
-#include <sstream>
-
-#include <spdlog/sinks/ostream_sink.h>
 #include <nlohmann/json.hpp>
 
-#include "log/logging_testing.hpp"
-
 #include "support/byte_pattern.hpp"
+#include "support/captured_log.hpp"
 #include "support/process_memory.hpp"
 #include "support/proxy_fixture.hpp"
 #include "support/raw_socket.hpp"
@@ -598,11 +594,7 @@ TEST_CASE("a forwarded request keeps the client's Connection: close and HTTP/1.0
 TEST_CASE("the proxy's own answers follow the client's Connection and are logged with their size",
           "[integration]") {
     t::test_environment env;
-    std::ostringstream log;
-    msiproxy::set_log_sink_for_testing(std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
-    struct restore_sink {
-        ~restore_sink() { msiproxy::set_log_sink_for_testing(nullptr); }
-    } restore;
+    t::captured_log log;
     std::string tmpl(config_template);
     tmpl.replace(tmpl.find("access = false"), 14, "access = true");
     {
@@ -620,7 +612,7 @@ TEST_CASE("the proxy's own answers follow the client's Connection and are logged
         const auto body_bytes = got.bytes.size() - head_end - 4;
         CHECK(body_bytes > 0);
         // The access line counts the error body as bytes sent to the client.
-        const auto text = log.str();
+        const auto text = log.text();
         INFO(text);
         CHECK(text.find("status=403") != std::string::npos);
         CHECK(text.find("bytes_out=" + std::to_string(body_bytes)) != std::string::npos);

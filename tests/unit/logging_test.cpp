@@ -2,43 +2,19 @@
 // operator's tooling would read them (JSON parses, one line per record, no secrets).
 #include <catch2/catch.hpp>
 
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "common/time_format.hpp"
 #include "log/logging.hpp"
-#include "log/logging_testing.hpp"
+#include "support/captured_log.hpp"
 
 namespace {
 
-// Captures every formatted line for the lifetime of the fixture, then restores stderr.
-struct captured_log {
-    std::ostringstream out;
-
-    explicit captured_log(const msiproxy::log_config& cfg) {
-        msiproxy::reset_log_rate_limits_for_testing();
-        msiproxy::set_log_sink_for_testing(std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
-        msiproxy::setup_logging(cfg);
-    }
-    ~captured_log() {
-        msiproxy::setup_logging({});
-        msiproxy::set_log_sink_for_testing(nullptr);
-    }
-
-    std::vector<std::string> lines() const {
-        std::vector<std::string> result;
-        std::istringstream in(out.str());
-        std::string line;
-        while (std::getline(in, line))
-            result.push_back(line);
-        return result;
-    }
-};
+using msiproxy::test::captured_log;
 
 msiproxy::log_config cfg(std::string level, std::string format, bool access = true) {
     msiproxy::log_config c;
